@@ -1,0 +1,209 @@
+//! Explaining a failure: the culprit, a minimal failing window, and one sentence.
+//!
+//! # The window
+//! Let `m` be the culprit: the operation the search could never get past. The operations
+//! invoked before `m` returned form a history that is itself not linearizable with `m` as the
+//! culprit (operations invoked later cannot be ordered before `m`, so they never helped). The
+//! window is shrunk from there by delta debugging: drop a chunk of operations, keep the drop
+//! if the rest is still not linearizable *with the same culprit* and without becoming a
+//! trivial failure the pre-check would catch (e.g. by dropping the write whose value `m`
+//! read, which would make the window fail for a different, misleading reason). The result is
+//! small (usually 3 to 10 operations), and each operation in it matters.
+//!
+//! Minimisation is bounded in time: each trial search is short, and a trial that runs out of
+//! time counts as "still needed", so the window is always a correct counterexample, only
+//! perhaps not the smallest.
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use crate::check::{replay, search_subset, summarize, KeyHistory, SubsetOutcome, Unexplained};
+use crate::history::{History, Operation};
+use crate::model::Model;
+use crate::search::{Limits, SearchStats};
+use crate::verdict::{Failure, LinearizationStep};
+use crate::CheckOptions;
+
+/// Budget for shrinking one key's window.
+const WINDOW_BUDGET: Duration = Duration::from_secs(3);
+/// Budget for one trial search while shrinking.
+const TRIAL_BUDGET: Duration = Duration::from_millis(300);
+/// Steps of the partial linearization included in reports.
+const SHOWN_STEPS: usize = 100;
+
+/// Turns a key found not linearizable into a reportable [`Failure`].
+pub(crate) fn explain<M: Model>(
+    model: &M,
+    history: &History,
+    operations: &[Operation],
+    u: &Unexplained<M>,
+    options: &CheckOptions,
+    limits: &Limits<'_>,
+) -> Failure {
+    let kh = &u.kh;
+    let key_text = kh.key.as_ref().map(crate::text::json_for_terminal);
+    let (window, sentence) = match &u.precheck {
+        // Nothing could explain the culprit's result: it fails on its own.
+        Some(sentence) => (vec![u.culprit], sentence.clone()),
+        None => {
+            let window = if options.explain {
+                minimal_window(model, kh, u.culprit, limits)
+            } else {
+                vec![u.culprit]
+            };
+            let sentence = model
+                .explain(
+                    key_text.as_deref(),
+                    &kh.ops,
+                    u.culprit,
+                    &kh.init,
+                    &kh.values,
+                )
+                .unwrap_or_else(|| generic_sentence(model, kh, u.culprit, &u.linearized));
+            (window, sentence)
+        }
+    };
+
+    let states = replay(model, kh, &u.linearized);
+    let shown_from = u.linearized.len().saturating_sub(SHOWN_STEPS);
+    let partial_linearization = u.linearized[shown_from..]
+        .iter()
+        .zip(&states[shown_from.min(states.len())..])
+        .map(|(&i, state)| LinearizationStep {
+            op: summarize(history, &operations[kh.origin[i]]),
+            description: model.describe_op(&kh.ops[i].op, &kh.values),
+            state_after: model.describe_state(state, &kh.values),
+        })
+        .collect();
+
+    let mut window_events = Vec::new();
+    for &i in &window {
+        let op = &operations[kh.origin[i]];
+        window_events.push(op.invoke);
+        window_events.extend(op.completion);
+    }
+    window_events.sort_unstable();
+
+    Failure {
+        key: kh.key.clone(),
+        culprit: summarize(history, &operations[kh.origin[u.culprit]]),
+        sentence,
+        linearized_count: u.linearized.len(),
+        partial_linearization,
+        window: window
+            .iter()
+            .map(|&i| summarize(history, &operations[kh.origin[i]]))
+            .collect(),
+        window_events: window_events
+            .into_iter()
+            .map(|e| history.events[e].clone())
+            .collect(),
+    }
+}
+
+/// Shrinks the operations before `culprit` to a small window that still fails at `culprit`.
+/// Returns indices into `kh.ops`, sorted, culprit included.
+pub(crate) fn minimal_window<M: Model>(
+    model: &M,
+    kh: &KeyHistory<M>,
+    culprit: usize,
+    limits: &Limits<'_>,
+) -> Vec<usize> {
+    let Some(end) = kh.ops[culprit].ret else {
+        return vec![culprit];
+    };
+    let started = Instant::now();
+    let budget_end = started + WINDOW_BUDGET;
+    let cancel = AtomicBool::new(false);
+    let mut stats = SearchStats::default();
+    let mut still_fails = |others: &[usize]| -> bool {
+        let now = Instant::now();
+        if now >= budget_end {
+            return false;
+        }
+        let mut subset: Vec<usize> = others.to_vec();
+        subset.push(culprit);
+        subset.sort_unstable();
+        let ops: Vec<_> = subset.iter().map(|&i| kh.ops[i].clone()).collect();
+        // Dropping the writer of what the culprit (or an operation before it) read would make
+        // the window fail trivially, for a reason the real history does not have.
+        if let Some((i, _)) = model.unexplained(None, &ops, &kh.init, &kh.values) {
+            if ops[i].ret.is_some_and(|r| r <= end) {
+                return false;
+            }
+        }
+        let trial = Limits {
+            deadline: Some((now + TRIAL_BUDGET).min(budget_end)),
+            cancel: &cancel,
+            cache_bytes: limits.cache_bytes.min(64 << 20),
+            max_steps: u64::MAX,
+        };
+        matches!(
+            search_subset(model, kh, &subset, &trial, &mut stats),
+            SubsetOutcome::NotLinearizable { culprit: c, .. } if c == culprit
+        )
+    };
+
+    let before: Vec<usize> = (0..kh.ops.len())
+        .filter(|&i| i != culprit && kh.ops[i].call < end)
+        .collect();
+    // First narrow to a suffix: failures are usually local in time.
+    let mut window = before.clone();
+    let mut size = 8;
+    while size < before.len() {
+        let suffix = &before[before.len() - size..];
+        if still_fails(suffix) {
+            window = suffix.to_vec();
+            break;
+        }
+        size *= 2;
+    }
+    // Then delta-debug: remove chunks, halving the chunk size down to single operations.
+    let mut chunk = (window.len() / 2).max(1);
+    loop {
+        let mut at = 0;
+        while at < window.len() {
+            let mut trial = window[..at].to_vec();
+            trial.extend_from_slice(&window[(at + chunk).min(window.len())..]);
+            if still_fails(&trial) {
+                window = trial;
+            } else {
+                at += chunk;
+            }
+        }
+        if chunk == 1 {
+            break;
+        }
+        chunk /= 2;
+    }
+    window.push(culprit);
+    window.sort_unstable();
+    window
+}
+
+/// The explanation when the model has no specific one: where the search got stuck.
+pub(crate) fn generic_sentence<M: Model>(
+    model: &M,
+    kh: &KeyHistory<M>,
+    culprit: usize,
+    linearized: &[usize],
+) -> String {
+    let what = model.describe_op(&kh.ops[culprit].op, &kh.values);
+    let on = kh
+        .key
+        .as_ref()
+        .map(|k| format!(" on key {}", crate::text::json_for_terminal(k)))
+        .unwrap_or_default();
+    let states = replay(model, kh, linearized);
+    let state = states
+        .last()
+        .map(|s| model.describe_state(s, &kh.values))
+        .unwrap_or_else(|| model.describe_state(&kh.init, &kh.values));
+    format!(
+        "{what}{on} cannot take effect anywhere between its call and its return: no valid order \
+         of the operations that could precede it allows it (the longest, {} operations, leaves \
+         the {} at {state})",
+        linearized.len(),
+        model.name()
+    )
+}

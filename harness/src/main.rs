@@ -1,0 +1,62 @@
+//! `faultline`: chaos tests for distributed systems, and a linearizability checker.
+//!
+//! Each subcommand lives in its own module; this file only parses the command line and maps
+//! outcomes to exit codes, which follow Jepsen's convention so CI scripts can tell a broken
+//! system (1) from an inconclusive check (2) and from a usage mistake (254).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod check;
+mod convert;
+mod exit;
+mod synth;
+
+use exit::EXIT_BAD_INPUT;
+
+#[derive(Debug, Parser)]
+#[command(name = "faultline", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check recorded histories for linearizability.
+    Check(check::CheckArgs),
+    /// Convert a history to another format (JSONL → Jepsen EDN, or back).
+    Convert(convert::ConvertArgs),
+    /// Write a synthetic history of a correct register (for benchmarks and experiments).
+    Synth(synth::SynthArgs),
+    /// Run one node of the bundled Raft key-value store.
+    Node(faultline_raft::NodeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap exits with 2 on usage errors, which would read as "unknown" to a CI script.
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(EXIT_BAD_INPUT)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Synth(args) => synth::run(args),
+        Command::Node(args) => match faultline_raft::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("faultline node: {err:#}");
+                ExitCode::from(EXIT_BAD_INPUT)
+            }
+        },
+    }
+}
