@@ -82,13 +82,11 @@ pub fn check<M: Model>(
     let operations = history.operations()?;
     let counts = OpCounts::of(&operations);
 
-    // Partition by key, in order of first appearance. Failed operations did not happen.
+    // Partition by key, in order of first appearance. Failed operations did not happen; they
+    // are kept aside only to be named in explanations.
     let mut partitions: Vec<(Option<Value>, Vec<usize>)> = Vec::new();
     let mut index: FxHashMap<String, usize> = FxHashMap::default();
     for (i, op) in operations.iter().enumerate() {
-        if op.outcome == Outcome::Fail {
-            continue;
-        }
         let key = history.events[op.invoke].key.as_ref();
         let text = key.map(|k| k.to_string()).unwrap_or_default();
         let slot = *index.entry(text).or_insert_with(|| {
@@ -131,7 +129,7 @@ pub fn check<M: Model>(
     for (rank, kh) in decoded.into_iter().enumerate() {
         let kh = kh?;
         let key_text = kh.key.as_ref().map(crate::text::json_for_terminal);
-        let precheck = model.unexplained(key_text.as_deref(), &kh.ops, &kh.init, &kh.values);
+        let precheck = model.unexplained(&kh.view(key_text.as_deref(), &kh.ops), &kh.init);
         if precheck.is_some() && options.stop_at_first_failure {
             cancel.store(true, Ordering::Relaxed);
         }
@@ -373,12 +371,30 @@ fn check_key<M: Model>(
 /// One key's operations, decoded.
 pub(crate) struct KeyHistory<M: Model> {
     pub key: Option<Value>,
-    /// Decoded operations, sorted by call.
+    /// Decoded operations that may have taken effect (ok, info, unfinished), sorted by call.
     pub ops: Vec<ModelOp<M::Op>>,
+    /// Decoded failed operations (for explanations only).
+    pub failed: Vec<ModelOp<M::Op>>,
     /// `ops[i]` is `history.operations()[origin[i]]`.
     pub origin: Vec<usize>,
     pub values: ValueTable,
     pub init: M::State,
+}
+
+impl<M: Model> KeyHistory<M> {
+    /// What the model's pre-check and explanation see, for `ops` (all or part of `self.ops`).
+    pub(crate) fn view<'a>(
+        &'a self,
+        key: Option<&'a str>,
+        ops: &'a [ModelOp<M::Op>],
+    ) -> crate::model::KeyView<'a, M::Op> {
+        crate::model::KeyView {
+            key,
+            ops,
+            failed: &self.failed,
+            values: &self.values,
+        }
+    }
 }
 
 /// Decodes the operations of one key.
@@ -392,6 +408,7 @@ pub(crate) fn decode_key<M: Model>(
     let mut values = ValueTable::new();
     let init = model.init(&mut values);
     let mut ops = Vec::with_capacity(members.len());
+    let mut failed = Vec::new();
     let mut origin = Vec::with_capacity(members.len());
     for &i in members {
         let op = &operations[i];
@@ -412,16 +429,23 @@ pub(crate) fn decode_key<M: Model>(
                 .map_or(invoke.line, |c| history.events[c].line);
             HistoryError::at(&history.source, line, msg)
         })?;
-        ops.push(ModelOp {
+        let decoded = ModelOp {
             op: decoded,
             call: op.invoke as u32,
             ret,
-        });
-        origin.push(i);
+            line: invoke.line,
+        };
+        if op.outcome == Outcome::Fail {
+            failed.push(decoded);
+        } else {
+            ops.push(decoded);
+            origin.push(i);
+        }
     }
     Ok(KeyHistory {
         key: key.cloned(),
         ops,
+        failed,
         origin,
         values,
         init,

@@ -52,13 +52,7 @@ pub(crate) fn explain<M: Model>(
                 vec![u.culprit]
             };
             let sentence = model
-                .explain(
-                    key_text.as_deref(),
-                    &kh.ops,
-                    u.culprit,
-                    &kh.init,
-                    &kh.values,
-                )
+                .explain(&kh.view(key_text.as_deref(), &kh.ops), u.culprit, &kh.init)
                 .unwrap_or_else(|| generic_sentence(model, kh, u.culprit, &u.linearized));
             (window, sentence)
         }
@@ -127,7 +121,7 @@ pub(crate) fn minimal_window<M: Model>(
         let ops: Vec<_> = subset.iter().map(|&i| kh.ops[i].clone()).collect();
         // Dropping the writer of what the culprit (or an operation before it) read would make
         // the window fail trivially, for a reason the real history does not have.
-        if let Some((i, _)) = model.unexplained(None, &ops, &kh.init, &kh.values) {
+        if let Some((i, _)) = model.unexplained(&kh.view(None, &ops), &kh.init) {
             if ops[i].ret.is_some_and(|r| r <= end) {
                 return false;
             }

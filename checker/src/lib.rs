@@ -20,6 +20,7 @@ pub mod error;
 pub mod format;
 pub mod history;
 pub mod model;
+pub mod set_full;
 pub mod synth;
 pub mod text;
 pub mod value;

@@ -385,3 +385,24 @@ fn the_failure_window_rechecks_as_invalid_with_the_same_culprit() {
     // Operations after the culprit cannot matter and are not in the window.
     assert!(failure.window.iter().all(|op| op.process != 4));
 }
+
+#[test]
+fn a_value_only_a_failed_operation_wrote_is_blamed_on_it() {
+    let report = check(
+        "cas-register",
+        &h("
+            0 invoke write 1
+            0 ok write 1
+            1 invoke cas [1 2]
+            1 fail cas [1 2]
+            2 invoke read nil
+            2 ok read 2
+        "),
+    );
+    assert_eq!(report.verdict, Invalid);
+    assert_eq!(
+        report.failures[0].sentence,
+        "read returned 2, but the only operation that wrote 2, cas 1→2 (line 3), was reported as \
+         failed"
+    );
+}

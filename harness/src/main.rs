@@ -9,9 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod clean;
 mod convert;
 mod exit;
 mod synth;
+mod test;
 
 use exit::EXIT_BAD_INPUT;
 
@@ -24,6 +26,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a test: start a cluster, drive clients while faults hit it, check the history.
+    Test(Box<test::TestArgs>),
+    /// Kill processes that a killed test controller left behind.
+    Clean(clean::CleanArgs),
     /// Check recorded histories for linearizability.
     Check(check::CheckArgs),
     /// Convert a history to another format (JSONL → Jepsen EDN, or back).
@@ -32,6 +38,9 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Run one node of the bundled Raft key-value store.
     Node(faultline_raft::NodeArgs),
+    /// Closed-loop load generator for `scripts/bench-raft` (bundled Raft or etcd).
+    #[command(hide = true)]
+    BenchKv(faultline_raft::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +57,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Test(args) => test::run(*args),
+        Command::Clean(args) => clean::run(args),
         Command::Check(args) => check::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Synth(args) => synth::run(args),
@@ -55,6 +66,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("faultline node: {err:#}");
+                ExitCode::from(EXIT_BAD_INPUT)
+            }
+        },
+        Command::BenchKv(args) => match faultline_raft::bench::run_bench(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("faultline bench-kv: {err:#}");
                 ExitCode::from(EXIT_BAD_INPUT)
             }
         },

@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use super::{Model, ModelOp, RawOp};
+use super::{KeyView, Model, ModelOp, RawOp};
 use crate::value::ValueTable;
 
 /// The `kv-append` model for one key.
@@ -154,13 +154,8 @@ impl Model for KvAppend {
     /// initial string, not a value any put (invoked before the get completed) wrote, and does
     /// not end with any such append — but the value of a key is always the initial string, the
     /// last put, or ends with the last append.
-    fn unexplained(
-        &self,
-        key: Option<&str>,
-        ops: &[ModelOp<KvOp>],
-        init: &String,
-        _values: &ValueTable,
-    ) -> Option<(usize, String)> {
+    fn unexplained(&self, view: &KeyView<'_, KvOp>, init: &String) -> Option<(usize, String)> {
+        let (key, ops) = (view.key, view.ops);
         let mut worst: Option<(u32, usize)> = None;
         for (i, op) in ops.iter().enumerate() {
             let (KvOp::Get(Some(s)), Some(ret)) = (&op.op, op.ret) else {

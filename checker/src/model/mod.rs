@@ -54,6 +54,21 @@ pub struct ModelOp<O> {
     pub op: O,
     pub call: u32,
     pub ret: Option<u32>,
+    /// Line of the invocation in the history file, for sentences.
+    pub line: usize,
+}
+
+/// What a model's pre-check and explanation see of one key.
+pub struct KeyView<'a, O> {
+    /// Names the object in sentences (`None` for single-object histories).
+    pub key: Option<&'a str>,
+    /// The key's operations that may have taken effect (ok and indeterminate), by call.
+    pub ops: &'a [ModelOp<O>],
+    /// Its operations reported as failed. They did not take effect, by the history's own
+    /// account; naming one is the best explanation when only it could have produced a value
+    /// that was observed (a system that reports failure for something it did).
+    pub failed: &'a [ModelOp<O>],
+    pub values: &'a ValueTable,
 }
 
 impl<O> ModelOp<O> {
@@ -124,31 +139,25 @@ pub trait Model: Send + Sync {
     /// an argument that a linearization exists with them iff one exists without them.
     fn simplify(&self, _ops: &[ModelOp<Self::Op>], _init: &Self::State, _keep: &mut [bool]) {}
 
-    /// A fast sound pre-check: an `ok` operation whose result no operation in `ops` could have
-    /// produced (e.g. a read of a value nobody wrote). Returns its position in `ops` and one
-    /// sentence saying why. `key` names the object in sentences (`None` for single-object
-    /// histories).
+    /// A fast sound pre-check: an `ok` operation whose result no operation of `view.ops` could
+    /// have produced (e.g. a read of a value nobody wrote). Returns its position in
+    /// `view.ops` and one sentence saying why.
     fn unexplained(
         &self,
-        _key: Option<&str>,
-        _ops: &[ModelOp<Self::Op>],
+        _view: &KeyView<'_, Self::Op>,
         _init: &Self::State,
-        _values: &ValueTable,
     ) -> Option<(usize, String)> {
         None
     }
 
-    /// One plain sentence saying why `ops[culprit]` cannot be linearized, when the model can
-    /// say more than the generic explanation. `ops` are all operations of the key (failed ones
-    /// excluded); `ops[culprit]` is the operation the search could not place. The sentence must
+    /// One plain sentence saying why `view.ops[culprit]` (the operation the search could not
+    /// place) cannot be linearized, when the model can say more than the generic explanation. The sentence must
     /// be a proof a reader can check, not a guess: return `None` when unsure.
     fn explain(
         &self,
-        _key: Option<&str>,
-        _ops: &[ModelOp<Self::Op>],
+        _view: &KeyView<'_, Self::Op>,
         _culprit: usize,
         _init: &Self::State,
-        _values: &ValueTable,
     ) -> Option<String> {
         None
     }

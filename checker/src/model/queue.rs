@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use serde_json::Value;
 
-use super::{Model, ModelOp, RawOp};
+use super::{KeyView, Model, ModelOp, RawOp};
 use crate::value::{ValueId, ValueTable};
 
 /// The `fifo-queue` model.
@@ -130,11 +130,10 @@ impl Model for FifoQueue {
     /// An ok dequeue of an element no enqueue had begun to add when the dequeue completed.
     fn unexplained(
         &self,
-        key: Option<&str>,
-        ops: &[ModelOp<QueueOp>],
+        view: &KeyView<'_, QueueOp>,
         _init: &VecDeque<ValueId>,
-        values: &ValueTable,
     ) -> Option<(usize, String)> {
+        let (key, ops, values) = (view.key, view.ops, view.values);
         let (i, x) = super::earliest_unexplained(
             ops,
             |op| match op {

@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 
-use super::{Model, ModelOp, RawOp};
+use super::{KeyView, Model, ModelOp, RawOp};
 use crate::value::{ValueId, ValueTable};
 
 /// The `register` (read/write) and `cas-register` (read/write/cas) models.
@@ -221,11 +221,10 @@ impl Model for Register {
     /// register at any moment the read could take effect.
     fn unexplained(
         &self,
-        key: Option<&str>,
-        ops: &[ModelOp<RegisterOp>],
+        view: &KeyView<'_, RegisterOp>,
         init: &ValueId,
-        values: &ValueTable,
     ) -> Option<(usize, String)> {
+        let (key, ops, values) = (view.key, view.ops, view.values);
         let (i, v) = super::earliest_unexplained(
             ops,
             |op| op.produces(),
@@ -234,10 +233,30 @@ impl Model for Register {
         )?;
         let ever_written = ops.iter().any(|op| op.op.produces() == Some(v));
         let what = observation(&ops[i].op, key, values)?;
+        let failed: Vec<&ModelOp<RegisterOp>> = view
+            .failed
+            .iter()
+            .filter(|op| op.op.produces() == Some(v) && ops[i].ret.is_some_and(|r| op.call < r))
+            .collect();
         let why = if ever_written {
             format!(
                 "but no write of {} had even begun when it completed",
                 values.render(v)
+            )
+        } else if let [only] = failed.as_slice() {
+            format!(
+                "but the only operation that wrote {}, {} (line {}), was reported as failed",
+                values.render(v),
+                self.describe_op(&only.op, values),
+                only.line
+            )
+        } else if let Some(first) = failed.first() {
+            format!(
+                "but the only {} operations that wrote {} (the first on line {}) were reported \
+                 as failed",
+                failed.len(),
+                values.render(v),
+                first.line
             )
         } else {
             format!("but no operation ever wrote {}", values.render(v))
@@ -250,12 +269,11 @@ impl Model for Register {
     /// overwritten before the read could take effect.
     fn explain(
         &self,
-        key: Option<&str>,
-        ops: &[ModelOp<RegisterOp>],
+        view: &KeyView<'_, RegisterOp>,
         culprit: usize,
         init: &ValueId,
-        values: &ValueTable,
     ) -> Option<String> {
+        let (key, ops, values) = (view.key, view.ops, view.values);
         let target = &ops[culprit];
         let v = target.op.observes()?;
         let target_ret = target.ret?;

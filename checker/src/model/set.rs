@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::{Model, ModelOp, RawOp};
+use super::{KeyView, Model, ModelOp, RawOp};
 use crate::value::{ValueId, ValueTable};
 
 /// The `set` model.
@@ -127,11 +127,10 @@ impl Model for SetModel {
     /// An ok read listing an element that no add invoked before the read completed added.
     fn unexplained(
         &self,
-        key: Option<&str>,
-        ops: &[ModelOp<SetOp>],
+        view: &KeyView<'_, SetOp>,
         _init: &Vec<ValueId>,
-        values: &ValueTable,
     ) -> Option<(usize, String)> {
+        let (key, ops, values) = (view.key, view.ops, view.values);
         let (i, x) = super::earliest_unexplained(
             ops,
             |op| match op {

@@ -1,10 +1,27 @@
-//! The bundled Raft key-value store (being built under issue 3; not usable yet).
+//! The bundled Raft key-value store (`faultline node`): a real, durable Raft cluster with
+//! switchable bugs, used as faultline's reference system under test and as the reference
+//! implementation of the `http-kv` protocol (`docs/http-kv.md`).
+//!
+//! Layers, from the inside out:
+//! - [`core`]: the deterministic Raft state machine (no I/O, no clock, no threads);
+//! - [`kv`]: the replicated key-value state machine;
+//! - [`replica`]: core + state machine + client-request bookkeeping + the switchable [`bugs`],
+//!   still deterministic, so the [`sim`]ulation tests exactly what answers clients;
+//! - [`storage`]: write-ahead log and snapshots on disk;
+//! - [`transport`], [`http`], [`node`]: the process — TCP links to peers, the HTTP API, and the
+//!   tokio event loop that turns real time into ticks.
 
-/// Command-line arguments of `faultline node`.
-#[derive(Debug, clap::Args)]
-pub struct NodeArgs {}
+pub mod bench;
+pub mod bugs;
+pub mod client;
+pub mod codec;
+pub mod core;
+pub mod http;
+pub mod kv;
+pub mod node;
+pub mod replica;
+pub mod sim;
+pub mod storage;
+pub mod transport;
 
-/// Runs one node until it is killed.
-pub fn run(_args: NodeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("faultline node is not built yet (issue 3)")
-}
+pub use node::{run, NodeArgs};

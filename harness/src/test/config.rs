@@ -1,0 +1,381 @@
+//! The test definition: a TOML file (`--config`) and flags that override it.
+//!
+//! Everything has a default, so `faultline test` alone runs a sensible test. The fully resolved
+//! definition (seed included) is written to the run's `test.toml`; giving that file back with
+//! `--config` repeats the test.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use faultline_nemesis::{Aim, FaultKind};
+use faultline_workloads::WorkloadKind;
+use serde::{Deserialize, Serialize};
+
+/// A test definition as written in a TOML file. Every field is optional; unknown fields are
+/// errors (a typo must not silently run a different test).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    pub name: Option<String>,
+    pub target: Option<String>,
+    pub nodes: Option<usize>,
+    pub workload: Option<String>,
+    pub concurrency: Option<usize>,
+    pub rate: Option<f64>,
+    pub time_limit: Option<f64>,
+    pub op_timeout: Option<f64>,
+    pub nemesis: Option<Vec<String>>,
+    pub nemesis_interval: Option<f64>,
+    pub nemesis_targets: Option<Vec<String>>,
+    pub recovery: Option<f64>,
+    pub seed: Option<u64>,
+    pub results_dir: Option<PathBuf>,
+    pub base_port: Option<u16>,
+    pub check_time_limit: Option<f64>,
+    pub raft: Option<RaftSection>,
+}
+
+/// `[raft]`: options of the bundled Raft target.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftSection {
+    pub bugs: Option<Vec<String>>,
+    pub read_mode: Option<String>,
+    /// The `faultline` binary whose `node` command runs the nodes (default: this one), to
+    /// test another build of the bundled Raft.
+    pub binary: Option<PathBuf>,
+}
+
+/// The targets `faultline test` can run.
+pub const TARGETS: &[&str] = &["raft"];
+
+/// A fully resolved, validated test definition.
+#[derive(Clone, Debug)]
+pub struct TestConfig {
+    pub name: String,
+    pub target: String,
+    pub nodes: usize,
+    pub workload: WorkloadKind,
+    pub concurrency: usize,
+    /// Operations per second across all clients; 0 means as fast as the clients can go.
+    pub rate: f64,
+    pub time_limit: Duration,
+    pub op_timeout: Duration,
+    pub nemesis: Vec<FaultKind>,
+    pub nemesis_interval: Duration,
+    pub nemesis_targets: Vec<Aim>,
+    pub recovery: Duration,
+    pub seed: u64,
+    pub results_dir: PathBuf,
+    /// First port to use on 127.0.0.1 (node i: base + 2i for clients, base + 2i + 1 for peers);
+    /// 0 picks free ports.
+    pub base_port: u16,
+    pub check_time_limit: Duration,
+    pub raft_bugs: Vec<String>,
+    pub raft_read_mode: String,
+    /// `None`: this very binary.
+    pub raft_binary: Option<PathBuf>,
+}
+
+pub const DEFAULT_NODES: usize = 5;
+pub const DEFAULT_CONCURRENCY: usize = 10;
+pub const DEFAULT_RATE: f64 = 200.0;
+pub const DEFAULT_TIME_LIMIT: f64 = 60.0;
+pub const DEFAULT_OP_TIMEOUT: f64 = 2.0;
+pub const DEFAULT_NEMESIS_INTERVAL: f64 = 10.0;
+pub const DEFAULT_RECOVERY: f64 = 5.0;
+pub const DEFAULT_CHECK_TIME_LIMIT: f64 = 300.0;
+
+impl TestFile {
+    /// Reads a test file; errors name the file, the line and the key.
+    pub fn load(path: &Path) -> Result<TestFile, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let msg = e.message().trim().to_string();
+            match line {
+                Some(l) => format!("{}:{l}: {msg}", path.display()),
+                None => format!("{}: {msg}", path.display()),
+            }
+        })
+    }
+
+    /// Values from `over` replace those of `self`.
+    pub fn overridden_by(self, over: TestFile) -> TestFile {
+        let raft = match (self.raft, over.raft) {
+            (Some(a), Some(b)) => Some(RaftSection {
+                bugs: b.bugs.or(a.bugs),
+                read_mode: b.read_mode.or(a.read_mode),
+                binary: b.binary.or(a.binary),
+            }),
+            (a, b) => b.or(a),
+        };
+        TestFile {
+            name: over.name.or(self.name),
+            target: over.target.or(self.target),
+            nodes: over.nodes.or(self.nodes),
+            workload: over.workload.or(self.workload),
+            concurrency: over.concurrency.or(self.concurrency),
+            rate: over.rate.or(self.rate),
+            time_limit: over.time_limit.or(self.time_limit),
+            op_timeout: over.op_timeout.or(self.op_timeout),
+            nemesis: over.nemesis.or(self.nemesis),
+            nemesis_interval: over.nemesis_interval.or(self.nemesis_interval),
+            nemesis_targets: over.nemesis_targets.or(self.nemesis_targets),
+            recovery: over.recovery.or(self.recovery),
+            seed: over.seed.or(self.seed),
+            results_dir: over.results_dir.or(self.results_dir),
+            base_port: over.base_port.or(self.base_port),
+            check_time_limit: over.check_time_limit.or(self.check_time_limit),
+            raft,
+        }
+    }
+
+    /// Applies defaults and checks every value; errors name the key and what is allowed.
+    pub fn resolve(self) -> Result<TestConfig, String> {
+        let target = self.target.unwrap_or_else(|| "raft".to_string());
+        if !TARGETS.contains(&target.as_str()) {
+            return Err(format!(
+                "target: unknown target {target:?}; the targets are: {}",
+                TARGETS.join(", ")
+            ));
+        }
+        let nodes = self.nodes.unwrap_or(DEFAULT_NODES);
+        if !(1..=15).contains(&nodes) {
+            return Err(format!("nodes: must be between 1 and 15, got {nodes}"));
+        }
+        let workload: WorkloadKind = self
+            .workload
+            .as_deref()
+            .unwrap_or("register")
+            .parse()
+            .map_err(|e| format!("workload: {e}"))?;
+        let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if !(1..=1000).contains(&concurrency) {
+            return Err(format!(
+                "concurrency: must be between 1 and 1000, got {concurrency}"
+            ));
+        }
+        let rate = self.rate.unwrap_or(DEFAULT_RATE);
+        if !rate.is_finite() || rate < 0.0 {
+            return Err(format!(
+                "rate: must be operations per second, 0 or more (0 = unlimited), got {rate}"
+            ));
+        }
+        let seconds =
+            |key: &str, v: Option<f64>, default: f64, min: f64| -> Result<Duration, String> {
+                let s = v.unwrap_or(default);
+                if !s.is_finite() || s < min {
+                    return Err(format!(
+                        "{key}: must be a number of seconds, at least {min}, got {s}"
+                    ));
+                }
+                Ok(Duration::from_secs_f64(s))
+            };
+        let time_limit = seconds("time_limit", self.time_limit, DEFAULT_TIME_LIMIT, 1.0)?;
+        let op_timeout = seconds("op_timeout", self.op_timeout, DEFAULT_OP_TIMEOUT, 0.05)?;
+        let nemesis_interval = seconds(
+            "nemesis_interval",
+            self.nemesis_interval,
+            DEFAULT_NEMESIS_INTERVAL,
+            0.1,
+        )?;
+        let recovery = seconds("recovery", self.recovery, DEFAULT_RECOVERY, 0.0)?;
+        let check_time_limit = seconds(
+            "check_time_limit",
+            self.check_time_limit,
+            DEFAULT_CHECK_TIME_LIMIT,
+            0.1,
+        )?;
+        let nemesis = match self.nemesis {
+            None => vec![FaultKind::Kill, FaultKind::Pause],
+            Some(list) => {
+                let mut out = Vec::new();
+                for name in list.iter().filter(|n| !n.is_empty()) {
+                    if name == "none" {
+                        continue;
+                    }
+                    let fault: FaultKind = name
+                        .parse()
+                        .map_err(|e| format!("nemesis: {e} (or none)"))?;
+                    if !out.contains(&fault) {
+                        out.push(fault);
+                    }
+                }
+                out
+            }
+        };
+        let nemesis_targets = match self.nemesis_targets {
+            None => Aim::ALL.to_vec(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for name in &list {
+                    out.push(name.parse().map_err(|e| format!("nemesis_targets: {e}"))?);
+                }
+                if out.is_empty() {
+                    return Err(format!(
+                        "nemesis_targets: give at least one of {}",
+                        Aim::NAMES.join(", ")
+                    ));
+                }
+                out
+            }
+        };
+        let raft = self.raft.unwrap_or_default();
+        let raft_read_mode = raft.read_mode.unwrap_or_else(|| "read-index".to_string());
+        if !["read-index", "lease"].contains(&raft_read_mode.as_str()) {
+            return Err(format!(
+                "raft.read_mode: expected read-index or lease, got {raft_read_mode:?}"
+            ));
+        }
+        let name = self.name.unwrap_or_else(|| format!("{target}-{workload}"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(format!(
+                "name: use letters, digits, '.', '_' and '-' only (it names a folder), got {name:?}"
+            ));
+        }
+        Ok(TestConfig {
+            name,
+            target,
+            nodes,
+            workload,
+            concurrency,
+            rate,
+            time_limit,
+            op_timeout,
+            nemesis,
+            nemesis_interval,
+            nemesis_targets,
+            recovery,
+            seed: self.seed.unwrap_or_else(random_seed),
+            results_dir: self.results_dir.unwrap_or_else(|| PathBuf::from("results")),
+            base_port: self.base_port.unwrap_or(0),
+            check_time_limit,
+            raft_bugs: raft.bugs.unwrap_or_default(),
+            raft_read_mode,
+            raft_binary: raft.binary,
+        })
+    }
+}
+
+impl TestConfig {
+    /// The definition as a test file, every value explicit: feeding it back repeats the test.
+    pub fn to_file(&self) -> TestFile {
+        TestFile {
+            name: Some(self.name.clone()),
+            target: Some(self.target.clone()),
+            nodes: Some(self.nodes),
+            workload: Some(self.workload.to_string()),
+            concurrency: Some(self.concurrency),
+            rate: Some(self.rate),
+            time_limit: Some(self.time_limit.as_secs_f64()),
+            op_timeout: Some(self.op_timeout.as_secs_f64()),
+            nemesis: Some(if self.nemesis.is_empty() {
+                vec!["none".to_string()]
+            } else {
+                self.nemesis.iter().map(|f| f.to_string()).collect()
+            }),
+            nemesis_interval: Some(self.nemesis_interval.as_secs_f64()),
+            nemesis_targets: Some(self.nemesis_targets.iter().map(|a| a.to_string()).collect()),
+            recovery: Some(self.recovery.as_secs_f64()),
+            seed: Some(self.seed),
+            results_dir: Some(self.results_dir.clone()),
+            base_port: Some(self.base_port),
+            check_time_limit: Some(self.check_time_limit.as_secs_f64()),
+            raft: Some(RaftSection {
+                bugs: Some(self.raft_bugs.clone()),
+                read_mode: Some(self.raft_read_mode.clone()),
+                binary: self.raft_binary.clone(),
+            }),
+        }
+    }
+
+    /// TOML text of [`TestConfig::to_file`].
+    pub fn to_toml(&self) -> String {
+        let header = "# The resolved definition of this run. Repeat it with:\n#   faultline test --config test.toml\n";
+        format!(
+            "{header}{}",
+            toml::to_string(&self.to_file()).unwrap_or_default()
+        )
+    }
+}
+
+/// A seed from the clock and the process id, for runs that did not give one (it is printed
+/// and recorded, so the run can still be repeated).
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mixed = nanos ^ (u64::from(std::process::id()) << 32);
+    // SplitMix64 finalizer, so close clocks give unrelated seeds; kept to 53 bits so the seed
+    // survives tools that read JSON numbers as doubles.
+    let mut z = mixed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) >> 11
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve() {
+        let c = TestFile::default().resolve().unwrap();
+        assert_eq!(c.nodes, 5);
+        assert_eq!(c.nemesis, vec![FaultKind::Kill, FaultKind::Pause]);
+        assert_eq!(c.name, "raft-register");
+    }
+
+    #[test]
+    fn resolved_config_round_trips_through_toml() {
+        let c = TestFile {
+            seed: Some(42),
+            nemesis: Some(vec!["pause".into()]),
+            ..TestFile::default()
+        }
+        .resolve()
+        .unwrap();
+        let again: TestFile = toml::from_str(&c.to_toml()).unwrap();
+        let again = again.resolve().unwrap();
+        assert_eq!(again.seed, 42);
+        assert_eq!(again.nemesis, vec![FaultKind::Pause]);
+        assert_eq!(again.to_toml(), c.to_toml());
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_choices() {
+        let err = TestFile {
+            workload: Some("queue".into()),
+            ..TestFile::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(
+            err.starts_with("workload:") && err.contains("register, set"),
+            "{err}"
+        );
+        let err = TestFile {
+            nemesis: Some(vec!["kill".into(), "flood".into()]),
+            ..TestFile::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(
+            err.starts_with("nemesis:") && err.contains("kill, pause"),
+            "{err}"
+        );
+        let err = toml::from_str::<TestFile>("nodez = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nodez") && err.contains("nodes"), "{err}");
+    }
+}

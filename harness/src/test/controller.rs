@@ -1,0 +1,478 @@
+//! The lifecycle of one test run.
+//!
+//! set up the run folder → start the nodes → wait until the cluster serves → run clients and
+//! the nemesis until the time limit → end all faults → recovery → final reads → stop the
+//! nodes → check → write the results.
+//!
+//! Ctrl-C (or SIGTERM) at any point ends the faults, stops the nodes, keeps what was recorded
+//! and still checks it. Nodes cannot outlive the controller even if it is killed (see
+//! `faultline_targets::process`).
+
+use std::io::IsTerminal as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faultline_checker::{EventType, Process};
+use faultline_nemesis::NemesisConfig;
+use faultline_targets::{raft, Outcome};
+use faultline_workloads::{Request, Rng, Workload};
+use rand::{RngExt, SeedableRng};
+use serde_json::Value;
+use tokio::sync::{watch, Mutex};
+
+use super::cluster::{node_specs, Cluster};
+use super::config::TestConfig;
+use super::recorder::Recorder;
+use super::results::{self, RunSummary};
+
+/// How long the cluster gets to elect a leader at the start and after the faults.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Shared by the client workers.
+struct Clients {
+    cluster: Arc<Cluster>,
+    recorder: Recorder,
+    workload: Mutex<(Box<dyn Workload>, Rng)>,
+    next_process: AtomicU64,
+    op_timeout: Duration,
+    limiter: Option<Limiter>,
+}
+
+/// A global, seeded rate limit: operations are spaced `period` apart on average, with seeded
+/// jitter so clients do not march in lock step.
+struct Limiter {
+    next: Mutex<(Instant, Rng)>,
+    period: Duration,
+}
+
+impl Limiter {
+    /// Waits for this client's turn; false if told to stop meanwhile.
+    async fn wait(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        let at = {
+            let mut guard = self.next.lock().await;
+            let (next, rng) = &mut *guard;
+            let at = (*next).max(Instant::now());
+            *next = at + self.period.mul_f64(rng.random_range(0.5..1.5));
+            at
+        };
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep_until(at.into()) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        !stopped && !*stop.borrow()
+    }
+}
+
+/// Runs the test; returns the exit code (verdict) or an error that makes it 254.
+pub async fn run(config: TestConfig, record: bool) -> Result<u8, String> {
+    let exe = match &config.raft_binary {
+        Some(path) => {
+            if !path.is_file() {
+                return Err(format!(
+                    "raft.binary: {} does not exist (give the path of a faultline binary)",
+                    path.display()
+                ));
+            }
+            path.clone()
+        }
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find the faultline binary to run nodes with: {e}"))?,
+    };
+    let run_dir = results::create_run_dir(&config)?;
+    results::init_logging(&run_dir)?;
+    std::fs::write(run_dir.join("test.toml"), config.to_toml())
+        .map_err(|e| format!("cannot write {}: {e}", run_dir.join("test.toml").display()))?;
+    let run_id = run_dir
+        .file_name()
+        .map(|s| format!("{}-{}", config.name, s.to_string_lossy()))
+        .unwrap_or_else(|| config.name.clone());
+    eprintln!(
+        "faultline test {}: {} nodes of {}, {} workload, {} s, nemesis {}, seed {}",
+        config.name,
+        config.nodes,
+        config.target,
+        config.workload,
+        config.time_limit.as_secs_f64(),
+        if config.nemesis.is_empty() {
+            "none".to_string()
+        } else {
+            config
+                .nemesis
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+        config.seed
+    );
+    eprintln!("  results: {}", run_dir.display());
+    tracing::info!(seed = config.seed, dir = %run_dir.display(), "test starting");
+
+    // The cluster.
+    let specs = node_specs(config.nodes, config.base_port, &run_dir)?;
+    let opts = raft::RaftOptions {
+        bugs: config.raft_bugs.clone(),
+        read_mode: Some(config.raft_read_mode.clone()),
+    };
+    let launches = specs
+        .iter()
+        .map(|s| raft::launch(&exe, s, &specs, &opts, &run_id))
+        .collect();
+    let cluster = Arc::new(Cluster::new(specs, launches)?);
+    let outcome = drive(&config, &run_dir, cluster.clone(), record).await;
+    // Whatever happened, no node survives this point.
+    let c = cluster.clone();
+    let _ = tokio::task::spawn_blocking(move || c.stop_all(Duration::from_secs(3))).await;
+    tracing::info!("nodes stopped");
+    let summary = outcome?;
+    results::finish(&config, &run_dir, &cluster, summary).await
+}
+
+/// Everything between starting the nodes and stopping them.
+async fn drive(
+    config: &TestConfig,
+    run_dir: &Path,
+    cluster: Arc<Cluster>,
+    record: bool,
+) -> Result<RunSummary, String> {
+    cluster.start_all()?;
+    let leader = match raft::wait_ready(&cluster.client, &cluster.nodes, READY_TIMEOUT).await {
+        Ok(l) => l,
+        Err(e) => {
+            let crashed: Vec<String> = cluster
+                .reap_crashes()
+                .into_iter()
+                .map(|(n, how)| format!("{n} exited ({how}):\n{}", cluster.log_tail(&n, 5)))
+                .collect();
+            return Err(if crashed.is_empty() {
+                format!("the cluster did not start: {e}")
+            } else {
+                format!("the cluster did not start: {e}\n{}", crashed.join("\n"))
+            });
+        }
+    };
+    tracing::info!(leader, "cluster ready");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    spawn_signal_handler(stop_tx.clone(), interrupted.clone());
+
+    let start = Instant::now();
+    let history_path = run_dir.join("history.jsonl");
+    let (recorder, writer) = Recorder::create(&history_path, start, record)?;
+    let mut seeds = Rng::seed_from_u64(config.seed);
+    let workload = config.workload.build(config.concurrency);
+    let checker = workload.checker();
+    let clients = Arc::new(Clients {
+        cluster: cluster.clone(),
+        recorder: recorder.clone(),
+        workload: Mutex::new((workload, Rng::seed_from_u64(seeds.random()))),
+        next_process: AtomicU64::new(config.concurrency as u64),
+        op_timeout: config.op_timeout,
+        limiter: (config.rate > 0.0).then(|| Limiter {
+            next: Mutex::new((Instant::now(), Rng::seed_from_u64(seeds.random()))),
+            period: Duration::from_secs_f64(1.0 / config.rate),
+        }),
+    });
+
+    // Clients, nemesis and progress, until the time limit or an interrupt.
+    let mut workers = Vec::new();
+    for w in 0..config.concurrency {
+        let clients = clients.clone();
+        let stop = stop_rx.clone();
+        workers.push(tokio::spawn(worker(w, clients, stop)));
+    }
+    let nemesis_config = NemesisConfig {
+        faults: config.nemesis.clone(),
+        aims: config.nemesis_targets.clone(),
+        interval: config.nemesis_interval,
+        seed: seeds.random(),
+    };
+    let nemesis = {
+        let cluster = cluster.clone();
+        let recorder = recorder.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let record = move |f: &str, v: Value| recorder.nemesis(f, v);
+            faultline_nemesis::run(cluster.as_ref(), &nemesis_config, start, &record, stop).await
+        })
+    };
+    let progress = tokio::spawn(progress(
+        recorder.clone(),
+        cluster.clone(),
+        config.time_limit,
+        stop_rx.clone(),
+    ));
+    {
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(config.time_limit) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    let mut latencies: Vec<u32> = Vec::new();
+    for w in workers {
+        if let Ok(mut l) = w.await {
+            latencies.append(&mut l);
+        }
+    }
+    let faults = nemesis.await.unwrap_or_default();
+    let _ = progress.await;
+    let clients_done = start.elapsed();
+    tracing::info!(faults = faults.len(), "clients stopped, faults healed");
+
+    // Recovery and final reads, unless the user asked to stop.
+    let was_interrupted = interrupted.load(Ordering::Relaxed);
+    if !was_interrupted {
+        if !config.recovery.is_zero() {
+            eprintln!("  recovering for {} s", config.recovery.as_secs_f64());
+            tokio::time::sleep(config.recovery).await;
+        }
+        match raft::wait_ready(&cluster.client, &cluster.nodes, READY_TIMEOUT).await {
+            Ok(_) => final_reads(&clients, config.concurrency).await,
+            Err(e) => {
+                tracing::warn!("no final reads: {e}");
+                eprintln!("  warning: no final reads: the cluster did not recover ({e})");
+            }
+        }
+    } else {
+        eprintln!("  interrupted: faults healed; skipping recovery and final reads");
+    }
+    let crashes = cluster.reap_crashes();
+    for (node, how) in &crashes {
+        tracing::warn!(node, how, "node exited unexpectedly");
+    }
+    drop(clients);
+    drop(recorder);
+    let events = writer.finish()?;
+    tracing::info!(events, "history written");
+    Ok(RunSummary {
+        client_latencies_us: latencies,
+        checker,
+        faults,
+        interrupted: was_interrupted,
+        clients_ran: clients_done,
+        total: start.elapsed(),
+        history: history_path,
+        recorded: record,
+    })
+}
+
+/// One client worker: one logical process at a time, one operation in flight. Returns the
+/// latency of each operation it completed, in microseconds, as the client measured it.
+async fn worker(w: usize, ctx: Arc<Clients>, mut stop: watch::Receiver<bool>) -> Vec<u32> {
+    let mut latencies = Vec::new();
+    let nodes = &ctx.cluster.nodes;
+    let node = nodes[w % nodes.len()].name.clone();
+    let mut process = w as u64;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if let Some(limiter) = &ctx.limiter {
+            if !limiter.wait(&mut stop).await {
+                break;
+            }
+        }
+        let request = {
+            let mut guard = ctx.workload.lock().await;
+            let (workload, rng) = &mut *guard;
+            workload.next(rng)
+        };
+        let started = Instant::now();
+        let done = perform(&ctx, process, &node, &request).await;
+        latencies.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        match done {
+            Done::Indeterminate => {
+                // Jepsen's rule: the worker continues as a fresh process.
+                process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
+            }
+            Done::Unavailable => {
+                // No leader, or the node is down: a real client would back off briefly
+                // rather than spin, and the history stays readable.
+                let stopped = tokio::select! {
+                    _ = tokio::time::sleep(UNAVAILABLE_BACKOFF) => false,
+                    _ = stop.wait_for(|s| *s) => true,
+                };
+                if stopped {
+                    break;
+                }
+            }
+            Done::Determinate => {}
+        }
+    }
+    latencies
+}
+
+/// Pause after an operation refused because no node could serve it.
+const UNAVAILABLE_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How an operation ended, as far as the worker is concerned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Done {
+    Determinate,
+    /// Refused because the cluster could not serve it (no leader, node down).
+    Unavailable,
+    Indeterminate,
+}
+
+/// Records, performs and records one operation.
+async fn perform(ctx: &Clients, process: u64, node: &str, request: &Request) -> Done {
+    let f = request.op.f();
+    let input = request.op.input();
+    let p = Process::Client(process);
+    ctx.recorder.record(
+        p,
+        EventType::Invoke,
+        f,
+        Some(&request.key),
+        input.clone(),
+        Some(node),
+        None,
+    );
+    let done = ctx
+        .cluster
+        .client
+        .execute(node, request, Instant::now() + ctx.op_timeout)
+        .await;
+    let (kind, value, error, result) = match done.outcome {
+        Outcome::Ok(v) => (EventType::Ok, v, None, Done::Determinate),
+        Outcome::Fail(e) => {
+            let result = if e == "not-leader" || e.starts_with("connection refused") {
+                Done::Unavailable
+            } else {
+                Done::Determinate
+            };
+            (EventType::Fail, input, Some(Value::String(e)), result)
+        }
+        Outcome::Info(e) => (
+            EventType::Info,
+            input,
+            Some(Value::String(e)),
+            Done::Indeterminate,
+        ),
+    };
+    ctx.recorder.record(
+        p,
+        kind,
+        f,
+        Some(&request.key),
+        value,
+        Some(&done.node),
+        error,
+    );
+    result
+}
+
+/// After recovery, one read of every key the workload used, so lost writes show.
+async fn final_reads(ctx: &Arc<Clients>, concurrency: usize) {
+    let reads = {
+        let guard = ctx.workload.lock().await;
+        guard.0.final_reads()
+    };
+    eprintln!("  final reads of {} keys", reads.len());
+    let queue = Arc::new(Mutex::new(reads));
+    let mut tasks = Vec::new();
+    for w in 0..concurrency.max(1) {
+        let ctx = ctx.clone();
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let node = ctx.cluster.nodes[w % ctx.cluster.nodes.len()].name.clone();
+            let mut process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
+            loop {
+                let Some(request) = queue.lock().await.pop() else {
+                    break;
+                };
+                if perform(&ctx, process, &node, &request).await == Done::Indeterminate {
+                    process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Ctrl-C and SIGTERM end the test early (the first ends it gracefully; the run still checks
+/// what was recorded).
+fn spawn_signal_handler(
+    stop: watch::Sender<bool>,
+    interrupted: Arc<std::sync::atomic::AtomicBool>,
+) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let got = async {
+            match &mut term {
+                Some(t) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = t.recv() => {}
+                    }
+                }
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        got.await;
+        interrupted.store(true, Ordering::Relaxed);
+        eprintln!("\n  interrupted: ending faults, stopping nodes, checking what was recorded");
+        let _ = stop.send(true);
+    });
+}
+
+/// A progress line on a terminal (rewritten in place), or a log line every 10 s otherwise.
+async fn progress(
+    recorder: Recorder,
+    cluster: Arc<Cluster>,
+    limit: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let tty = std::io::stderr().is_terminal();
+    let every = if tty {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(10)
+    };
+    let mut last_ok = 0u64;
+    let mut last_at = Instant::now();
+    loop {
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        for (node, how) in cluster.reap_crashes() {
+            eprintln!("\n  warning: node {node} exited unexpectedly ({how}); see its log");
+        }
+        let c = &recorder.counts;
+        let ok = c.ok.load(Ordering::Relaxed);
+        let fail = c.fail.load(Ordering::Relaxed);
+        let info = c.info.load(Ordering::Relaxed);
+        let rate = (ok.saturating_sub(last_ok)) as f64 / last_at.elapsed().as_secs_f64().max(1e-3);
+        last_ok = ok;
+        last_at = Instant::now();
+        let line = format!(
+            "[{:>4.0}s/{:.0}s] ok {ok}  fail {fail}  info {info}  {rate:.0} ok/s  nodes up {}/{}",
+            recorder.now().as_secs_f64(),
+            limit.as_secs_f64(),
+            cluster.pids().len(),
+            cluster.nodes.len(),
+        );
+        if tty {
+            eprint!("\r  {line}\x1b[K");
+        } else {
+            eprintln!("  {line}");
+        }
+        if stopped {
+            if tty {
+                eprintln!();
+            }
+            break;
+        }
+    }
+}

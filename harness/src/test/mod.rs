@@ -1,0 +1,160 @@
+//! `faultline test`: start a cluster, drive clients while faults hit it, record everything,
+//! check the history, and store the evidence.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::exit::EXIT_BAD_INPUT;
+
+mod cluster;
+pub mod config;
+mod controller;
+mod recorder;
+mod results;
+
+use config::TestFile;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Every flag overrides the same key of the --config file; a flag or key left out takes the \
+default shown. The resolved definition (seed included) is saved as test.toml in the run's \
+folder: `faultline test --config results/latest/test.toml` repeats the run.
+
+Exit codes: 0 valid, 1 invalid, 2 unknown, 254 error (bad configuration, cluster that \
+would not start, ...).
+
+Examples:
+  faultline test
+  faultline test --nodes 3 --nemesis kill,pause --time-limit 20
+  faultline test --raft-bug ack-before-commit --nemesis kill --nemesis-targets leader")]
+pub struct TestArgs {
+    /// A TOML test definition: keys as the long flags with '_' for '-', and a [raft] section
+    /// with `bugs`, `read_mode` and `binary` (the faultline build whose nodes to test).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Name of the test: results go to RESULTS_DIR/NAME/TIMESTAMP [default: TARGET-WORKLOAD].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// System under test: raft (the bundled Raft store) [default: raft].
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Number of nodes [default: 5].
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Workload: register (read/write/cas over many keys) or set [default: register].
+    #[arg(long)]
+    pub workload: Option<String>,
+    /// Concurrent client workers [default: 10].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Operations per second across all clients, 0 for no limit [default: 200].
+    #[arg(long, value_name = "OPS_PER_S")]
+    pub rate: Option<f64>,
+    /// How long clients run, in seconds [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    pub time_limit: Option<f64>,
+    /// Client timeout per operation, in seconds; a timeout is recorded as info [default: 2].
+    #[arg(long, value_name = "SECONDS")]
+    pub op_timeout: Option<f64>,
+    /// Faults, comma-separated: kill, pause, or none [default: kill,pause].
+    #[arg(long, value_delimiter = ',')]
+    pub nemesis: Option<Vec<String>>,
+    /// Length of each fault and of each quiet period, in seconds [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub nemesis_interval: Option<f64>,
+    /// What faults aim at, comma-separated: one, minority, majority, all, leader [default: all
+    /// five].
+    #[arg(long, value_delimiter = ',')]
+    pub nemesis_targets: Option<Vec<String>>,
+    /// Quiet time after the faults end, before the final reads, in seconds [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub recovery: Option<f64>,
+    /// Seed for every random choice (workload, schedule, rate) [default: random, printed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where runs are stored [default: results].
+    #[arg(long, value_name = "DIR")]
+    pub results_dir: Option<PathBuf>,
+    /// First port on 127.0.0.1 for the nodes (client base+2i, peer base+2i+1); 0 picks free
+    /// ports [default: 0].
+    #[arg(long, value_name = "PORT")]
+    pub base_port: Option<u16>,
+    /// Give the checker this many seconds before the verdict is unknown [default: 300].
+    #[arg(long, value_name = "SECONDS")]
+    pub check_time_limit: Option<f64>,
+    /// Switch on a deliberate bug in the bundled Raft (repeatable; `faultline node --bug help`
+    /// lists them) [default: none].
+    #[arg(long = "raft-bug", value_name = "NAME")]
+    pub raft_bug: Vec<String>,
+    /// Read mode of the bundled Raft: read-index or lease [default: read-index].
+    #[arg(long, value_name = "MODE")]
+    pub raft_read_mode: Option<String>,
+    /// Do not write operations to the history (only for measuring the recorder's own cost).
+    #[arg(long, hide = true)]
+    pub no_record: bool,
+}
+
+impl TestArgs {
+    fn as_file(&self) -> TestFile {
+        let raft = (!self.raft_bug.is_empty() || self.raft_read_mode.is_some()).then(|| {
+            config::RaftSection {
+                bugs: (!self.raft_bug.is_empty()).then(|| self.raft_bug.clone()),
+                read_mode: self.raft_read_mode.clone(),
+                binary: None,
+            }
+        });
+        TestFile {
+            name: self.name.clone(),
+            target: self.target.clone(),
+            nodes: self.nodes,
+            workload: self.workload.clone(),
+            concurrency: self.concurrency,
+            rate: self.rate,
+            time_limit: self.time_limit,
+            op_timeout: self.op_timeout,
+            nemesis: self.nemesis.clone(),
+            nemesis_interval: self.nemesis_interval,
+            nemesis_targets: self.nemesis_targets.clone(),
+            recovery: self.recovery,
+            seed: self.seed,
+            results_dir: self.results_dir.clone(),
+            base_port: self.base_port,
+            check_time_limit: self.check_time_limit,
+            raft,
+        }
+    }
+}
+
+pub fn run(args: TestArgs) -> ExitCode {
+    let file = match &args.config {
+        Some(path) => match TestFile::load(path) {
+            Ok(f) => f,
+            Err(e) => return fail(&e),
+        },
+        None => TestFile::default(),
+    };
+    let config = match file.overridden_by(args.as_file()).resolve() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("faultline")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(controller::run(config, !args.no_record)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!(
+        "faultline test: {}",
+        faultline_checker::text::for_terminal(msg)
+    );
+    ExitCode::from(EXIT_BAD_INPUT)
+}

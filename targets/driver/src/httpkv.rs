@@ -1,0 +1,308 @@
+//! The `http-kv` client (`docs/http-kv.md`): how faultline performs a workload's operations on
+//! a node that speaks it (the bundled Raft, and custom targets).
+//!
+//! The protocol's status code says whether a request took effect: 2xx yes; 409 (a cas that
+//! found another value) and other 4xx and 503 definitely not; 500 and 504 unknown. Transport
+//! failures are classified the same way: a connection that could not be made means the
+//! request was never sent (definitely not executed); a timeout or a connection lost after
+//! sending means unknown. A node that is not the leader answers 503 with the leader's address,
+//! and the client repeats the request there (safe: the first attempt definitely did nothing).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use faultline_workloads::{Op, Request};
+use serde_json::{json, Value};
+
+use crate::{Completion, NodeSpec, Outcome};
+
+/// How many not-leader redirects one operation follows.
+const MAX_REDIRECTS: usize = 3;
+
+/// An http-kv client, shared by all workers (it pools connections).
+#[derive(Clone)]
+pub struct HttpKvClient {
+    http: reqwest::Client,
+    nodes: Vec<NodeSpec>,
+}
+
+/// One answer from a node.
+enum Answer {
+    Status(u16, Value),
+    /// The request never reached the node.
+    NotSent(String),
+    /// The request may have reached the node; no answer.
+    Lost(String),
+}
+
+impl HttpKvClient {
+    pub fn new(nodes: Vec<NodeSpec>) -> Result<HttpKvClient, String> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        Ok(HttpKvClient { http, nodes })
+    }
+
+    /// Performs `request` on `node` (following redirects to the leader), giving up at
+    /// `deadline`.
+    pub async fn execute(&self, node: &str, request: &Request, deadline: Instant) -> Completion {
+        match &request.op {
+            Op::Add(x) => self.add_to_set(node, &request.key, x, deadline).await,
+            Op::ReadSet => {
+                let mut c = self.simple(node, &request.key, &Op::Read, deadline).await;
+                if let Outcome::Ok(v) = &c.outcome {
+                    c.outcome = match v {
+                        Value::Null => Outcome::Ok(json!([])),
+                        Value::Array(_) => Outcome::Ok(v.clone()),
+                        other => Outcome::Fail(format!(
+                            "the set key holds {other}, which is not an array"
+                        )),
+                    };
+                }
+                c
+            }
+            op => self.simple(node, &request.key, op, deadline).await,
+        }
+    }
+
+    /// A single read, write or cas.
+    async fn simple(&self, node: &str, key: &str, op: &Op, deadline: Instant) -> Completion {
+        let mut target = node.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let Some(addr) = self.addr_of(&target) else {
+                return Completion {
+                    outcome: Outcome::Fail(format!("unknown node {target}")),
+                    node: target,
+                };
+            };
+            let answer = self.send(addr, key, op, deadline).await;
+            let outcome = match answer {
+                Answer::Status(200, body) => match op {
+                    Op::Read => Outcome::Ok(body.get("value").cloned().unwrap_or(Value::Null)),
+                    _ => Outcome::Ok(op.input()),
+                },
+                Answer::Status(503, body) if error_code(&body) == Some("not-leader") => {
+                    match self.node_at(body.get("leader_addr").and_then(Value::as_str)) {
+                        Some(leader) if leader != target => {
+                            target = leader;
+                            continue;
+                        }
+                        _ => Outcome::Fail("not-leader".to_string()),
+                    }
+                }
+                Answer::Status(409, _) => Outcome::Fail("cas-mismatch".to_string()),
+                Answer::Status(code, body) => classify(code, &body),
+                Answer::NotSent(e) => Outcome::Fail(e),
+                Answer::Lost(e) => Outcome::Info(e),
+            };
+            return Completion {
+                outcome,
+                node: target,
+            };
+        }
+        Completion {
+            outcome: Outcome::Fail("too many not-leader redirects".to_string()),
+            node: target,
+        }
+    }
+
+    /// Adds `x` to the array at `key`: read it, then cas it to the array plus `x`, until the
+    /// cas succeeds. Definitely not added if every cas was definitely refused; unknown if any
+    /// cas had an unknown outcome (it may have gone through).
+    async fn add_to_set(&self, node: &str, key: &str, x: &Value, deadline: Instant) -> Completion {
+        let mut maybe_applied = false;
+        let mut last_node = node.to_string();
+        let mut last_error = String::from("timed out");
+        while Instant::now() < deadline {
+            let read = self.simple(&last_node, key, &Op::Read, deadline).await;
+            last_node = read.node.clone();
+            let current = match read.outcome {
+                Outcome::Ok(v) => v,
+                Outcome::Fail(e) | Outcome::Info(e) => {
+                    last_error = e;
+                    // A read changes nothing: try again shortly.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let mut items = match &current {
+                Value::Null => Vec::new(),
+                Value::Array(items) => items.clone(),
+                other => {
+                    return Completion {
+                        outcome: Outcome::Fail(format!(
+                            "the set key holds {other}, which is not an array"
+                        )),
+                        node: last_node,
+                    }
+                }
+            };
+            if items.contains(x) {
+                // Only reachable if an earlier attempt with an unknown outcome went through.
+                return Completion {
+                    outcome: Outcome::Ok(x.clone()),
+                    node: last_node,
+                };
+            }
+            items.push(x.clone());
+            let cas = Op::Cas {
+                from: current,
+                to: Value::Array(items),
+            };
+            let done = self.simple(&read.node, key, &cas, deadline).await;
+            last_node = done.node.clone();
+            match done.outcome {
+                Outcome::Ok(_) => {
+                    return Completion {
+                        outcome: Outcome::Ok(x.clone()),
+                        node: last_node,
+                    }
+                }
+                Outcome::Fail(e) => last_error = e,
+                Outcome::Info(e) => {
+                    maybe_applied = true;
+                    last_error = e;
+                }
+            }
+        }
+        Completion {
+            outcome: if maybe_applied {
+                Outcome::Info(last_error)
+            } else {
+                Outcome::Fail(last_error)
+            },
+            node: last_node,
+        }
+    }
+
+    async fn send(&self, addr: SocketAddr, key: &str, op: &Op, deadline: Instant) -> Answer {
+        let Some(timeout) = deadline.checked_duration_since(Instant::now()) else {
+            return Answer::NotSent("timed out before sending".to_string());
+        };
+        let url = format!("http://{addr}/kv/{}", encode_key(key));
+        let builder = match op {
+            Op::Read | Op::ReadSet => self.http.get(url),
+            Op::Write(v) => self.http.put(url).json(&json!({ "value": v })),
+            Op::Cas { from, to } => self
+                .http
+                .post(format!("{url}/cas"))
+                .json(&json!({ "from": from, "to": to })),
+            Op::Add(_) => return Answer::NotSent("add is not an http-kv request".to_string()),
+        };
+        match builder.timeout(timeout).send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                match resp.bytes().await {
+                    Ok(body) => {
+                        Answer::Status(status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+                    }
+                    // The status line arrived, so the status is the answer.
+                    Err(_) => Answer::Status(status, Value::Null),
+                }
+            }
+            Err(e) if e.is_connect() => Answer::NotSent(format!("connection refused ({addr})")),
+            Err(e) if e.is_timeout() => Answer::Lost("timeout".to_string()),
+            Err(e) => Answer::Lost(format!("connection lost: {}", short_error(&e))),
+        }
+    }
+
+    fn addr_of(&self, node: &str) -> Option<SocketAddr> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.client_addr)
+    }
+
+    fn node_at(&self, addr: Option<&str>) -> Option<String> {
+        let addr = addr?;
+        self.nodes
+            .iter()
+            .find(|n| n.client_addr.to_string() == addr)
+            .map(|n| n.name.clone())
+    }
+
+    /// GET /status of a node, if it answers within `timeout`.
+    pub async fn status(&self, node: &NodeSpec, timeout: Duration) -> Option<Value> {
+        let resp = self
+            .http
+            .get(format!("http://{}/status", node.client_addr))
+            .timeout(timeout)
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json().await.ok()
+    }
+}
+
+fn error_code(body: &Value) -> Option<&str> {
+    body.get("error").and_then(Value::as_str)
+}
+
+/// Any other status: 2xx took effect, 500/504 unknown, the rest definitely not.
+fn classify(code: u16, body: &Value) -> Outcome {
+    let reason = error_code(body).unwrap_or("error").to_string();
+    match code {
+        200..=299 => Outcome::Ok(Value::Null),
+        500 | 504 => Outcome::Info(reason),
+        _ if body.get("outcome").and_then(Value::as_str) == Some("unknown") => {
+            Outcome::Info(reason)
+        }
+        _ => Outcome::Fail(format!("{code} {reason}")),
+    }
+}
+
+fn short_error(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg = s.to_string();
+        source = s.source();
+    }
+    msg
+}
+
+/// Percent-encodes a key as one URL path segment.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_map_to_outcomes() {
+        assert_eq!(
+            classify(500, &json!({"error": "x"})),
+            Outcome::Info("x".into())
+        );
+        assert_eq!(classify(504, &Value::Null), Outcome::Info("error".into()));
+        assert_eq!(
+            classify(400, &json!({"error": "bad-request"})),
+            Outcome::Fail("400 bad-request".into())
+        );
+        assert_eq!(
+            classify(503, &json!({"error": "unavailable", "outcome": "unknown"})),
+            Outcome::Info("unavailable".into())
+        );
+    }
+
+    #[test]
+    fn keys_are_one_path_segment() {
+        assert_eq!(encode_key("r12"), "r12");
+        assert_eq!(encode_key("a/b c"), "a%2Fb%20c");
+    }
+}
