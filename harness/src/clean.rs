@@ -1,4 +1,5 @@
-//! `faultline clean`: removes what a killed controller left behind.
+//! `faultline clean`: removes what a killed controller left behind: processes, network
+//! namespaces and the host interface of a namespaced network.
 //!
 //! Node processes normally die with their controller (parent-death signal), but a node's own
 //! children (a custom target's wrapper script, say) do not get that signal. Every process a
@@ -22,6 +23,14 @@ pub struct CleanArgs {
 }
 
 pub fn run(args: CleanArgs) -> ExitCode {
+    // Networks (namespaces, the host interface) of runs whose controller is gone.
+    for (tag, namespaces, host_if) in faultline_nemesis::net::leftovers(args.all) {
+        println!(
+            "faultline clean: removing network {tag} ({} namespaces, interface {host_if})",
+            namespaces.len()
+        );
+        faultline_nemesis::net::remove_leftover(&tag, &namespaces, &host_if);
+    }
     let me = std::process::id() as i32;
     let mut stray = Vec::new();
     for (pid, run) in processes_of_runs(None) {

@@ -12,6 +12,8 @@ mod check;
 mod clean;
 mod convert;
 mod exit;
+mod report;
+mod serve;
 mod synth;
 mod test;
 
@@ -34,6 +36,10 @@ enum Command {
     Check(check::CheckArgs),
     /// Convert a history to another format (JSONL → Jepsen EDN, or back).
     Convert(convert::ConvertArgs),
+    /// Rebuild a run's report (report.html, plots, junit.xml), or make one for any history.
+    Report(report::ReportArgs),
+    /// Serve a results folder over HTTP: a list of runs, their reports and files.
+    Serve(serve::ServeArgs),
     /// Write a synthetic history of a correct register (for benchmarks and experiments).
     Synth(synth::SynthArgs),
     /// Run one node of the bundled Raft key-value store.
@@ -62,6 +68,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Node(args) => match faultline_raft::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

@@ -291,7 +291,18 @@ fn bad_definitions_exit_254_and_start_nothing() {
         (vec!["--nodes", "0"], "nodes"),
         (vec!["--target", "mongo"], "target"),
         (vec!["--raft-read-mode", "fast"], "read_mode"),
-        (vec!["--base-port", &busy_port], &busy_port),
+        // Loopback nodes bind host ports, so a taken one must be refused up front.
+        (
+            vec![
+                "--net",
+                "loopback",
+                "--nemesis",
+                "kill",
+                "--base-port",
+                &busy_port,
+            ],
+            &busy_port,
+        ),
     ];
     for (args, needle) in cases {
         let mut all = vec!["test", "--results-dir", r, "--time-limit", "5"];
@@ -339,7 +350,7 @@ fn help_documents_every_flag_with_its_default() {
         "--results-dir",
         "--raft-bug",
         "[default: 5]",
-        "[default: kill,pause]",
+        "[default: partition,pause,kill,clock",
     ] {
         assert!(help.contains(flag), "help lacks {flag}");
     }

@@ -14,9 +14,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod clock;
+pub mod net;
+pub mod partition;
 pub mod process;
+pub mod proxy;
 pub mod schedule;
 
+pub use net::Grudge;
+pub use partition::PartitionKind;
 pub use schedule::{run, FaultRecord, Schedule};
 
 /// A kind of fault.
@@ -27,15 +33,37 @@ pub enum FaultKind {
     Kill,
     /// SIGSTOP the node's processes; SIGCONT when the fault ends.
     Pause,
+    /// A network partition from Jepsen's catalogue (see [`PartitionKind`]); healed at the end.
+    Partition,
+    /// Skew the clocks of some nodes (bump, strobe or drift; see [`ClockMode`]); reset at the
+    /// end.
+    Clock,
+    /// Delay every message between nodes (with jitter). Needs the proxy network.
+    Latency,
+    /// Drop a fraction of the messages between nodes. Needs the proxy network.
+    Loss,
 }
 
 impl FaultKind {
-    pub const NAMES: &'static [&'static str] = &["kill", "pause"];
+    pub const NAMES: &'static [&'static str] =
+        &["kill", "pause", "partition", "clock", "latency", "loss"];
+    pub const ALL: &'static [FaultKind] = &[
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Partition,
+        FaultKind::Clock,
+        FaultKind::Latency,
+        FaultKind::Loss,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
+            FaultKind::Clock => "clock",
+            FaultKind::Latency => "latency",
+            FaultKind::Loss => "loss",
         }
     }
 }
@@ -49,14 +77,16 @@ impl fmt::Display for FaultKind {
 impl FromStr for FaultKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "kill" => Ok(FaultKind::Kill),
-            "pause" => Ok(FaultKind::Pause),
-            other => Err(format!(
-                "unknown nemesis {other:?}; the nemeses are: {}",
-                FaultKind::NAMES.join(", ")
-            )),
-        }
+        FaultKind::ALL
+            .iter()
+            .copied()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown nemesis {s:?}; the nemeses are: {}",
+                    FaultKind::NAMES.join(", ")
+                )
+            })
     }
 }
 
@@ -119,6 +149,57 @@ impl FromStr for Aim {
     }
 }
 
+/// How a clock fault skews a node's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockMode {
+    /// Jump by ±skew, once.
+    Bump,
+    /// Flip between +skew and 0 every few hundred milliseconds.
+    Strobe,
+    /// Run fast or slow: the offset grows steadily to ±skew over the fault.
+    Drift,
+}
+
+impl ClockMode {
+    pub const ALL: &'static [ClockMode] = &[ClockMode::Bump, ClockMode::Strobe, ClockMode::Drift];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClockMode::Bump => "bump",
+            ClockMode::Strobe => "strobe",
+            ClockMode::Drift => "drift",
+        }
+    }
+}
+
+impl fmt::Display for ClockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ClockMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ClockMode::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                format!("unknown clock fault {s:?}; the clock faults are: bump, strobe, drift")
+            })
+    }
+}
+
+/// What a clock change did, as measured on the node.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClockReading {
+    /// The offset the node's wall clock showed against the controller's, in milliseconds,
+    /// once the change took effect (`None` if the node could not be asked).
+    pub measured_ms: Option<f64>,
+}
+
 /// The cluster as a nemesis sees it. Implemented by the harness.
 pub trait Cluster: Send + Sync {
     /// Node names, in a stable order.
@@ -131,6 +212,19 @@ pub trait Cluster: Send + Sync {
     fn killed(&self, node: &str);
     /// Starts a killed node again, with its data directory intact.
     fn restart(&self, node: &str) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    /// Applies a grudge (replacing any partition in force); an empty grudge heals.
+    fn partition(&self, grudge: &Grudge) -> Result<(), String>;
+    /// Sets a node's clock offset (milliseconds, relative to real time; 0 resets it) and,
+    /// when `verify`, measures its effect on the node.
+    fn set_clock(
+        &self,
+        node: &str,
+        offset_ms: f64,
+        verify: bool,
+    ) -> impl std::future::Future<Output = Result<ClockReading, String>> + Send;
+    /// Delays every message between nodes by `latency` ± `jitter` and drops a fraction `loss`
+    /// of them (zeroes restore the network).
+    fn degrade(&self, latency: Duration, jitter: Duration, loss: f64) -> Result<(), String>;
 }
 
 /// How faults are scheduled.
@@ -138,8 +232,18 @@ pub trait Cluster: Send + Sync {
 pub struct NemesisConfig {
     /// Fault kinds to choose from (empty: no faults).
     pub faults: Vec<FaultKind>,
-    /// Targets to choose from.
+    /// Targets to choose from (process and clock faults).
     pub aims: Vec<Aim>,
+    /// Partition shapes to choose from.
+    pub partitions: Vec<PartitionKind>,
+    /// Clock faults to choose from.
+    pub clock_modes: Vec<ClockMode>,
+    /// Largest clock offset a clock fault applies.
+    pub clock_skew: Duration,
+    /// Message delay (and jitter, half of it) of a latency fault.
+    pub latency: Duration,
+    /// Fraction of messages a loss fault drops.
+    pub loss: f64,
     /// Length of each fault, and of each quiet period between faults.
     pub interval: Duration,
     pub seed: u64,

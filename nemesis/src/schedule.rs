@@ -11,14 +11,21 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::{process, Aim, Cluster, FaultKind, NemesisConfig};
+use crate::partition::{self, PartitionKind};
+use crate::{process, Aim, ClockMode, Cluster, FaultKind, Grudge, NemesisConfig};
 
 /// A fault as it was applied, for the run's results.
 #[derive(Clone, Debug, Serialize)]
 pub struct FaultRecord {
     pub id: u64,
     pub fault: FaultKind,
-    pub aim: Aim,
+    /// What a process or clock fault aimed at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aim: Option<Aim>,
+    /// The partition shape, or the clock mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The nodes affected (for a partition: those that cannot hear someone).
     pub nodes: Vec<String>,
     /// Milliseconds since the test started.
     pub start_ms: f64,
@@ -32,6 +39,8 @@ pub struct Schedule {
     rng: ChaCha8Rng,
     faults: Vec<FaultKind>,
     aims: Vec<Aim>,
+    partitions: Vec<PartitionKind>,
+    clock_modes: Vec<ClockMode>,
 }
 
 impl Schedule {
@@ -44,6 +53,37 @@ impl Schedule {
             } else {
                 config.aims.clone()
             },
+            partitions: if config.partitions.is_empty() {
+                PartitionKind::ALL.to_vec()
+            } else {
+                config.partitions.clone()
+            },
+            clock_modes: if config.clock_modes.is_empty() {
+                ClockMode::ALL.to_vec()
+            } else {
+                config.clock_modes.clone()
+            },
+        }
+    }
+
+    /// The next partition shape.
+    pub fn next_partition(&mut self) -> PartitionKind {
+        self.partitions[self.rng.random_range(0..self.partitions.len())]
+    }
+
+    /// The next clock fault.
+    pub fn next_clock_mode(&mut self) -> ClockMode {
+        self.clock_modes[self.rng.random_range(0..self.clock_modes.len())]
+    }
+
+    /// A clock offset: between a quarter of the configured skew and all of it, either way.
+    pub fn skew_ms(&mut self, config: &NemesisConfig) -> f64 {
+        let max = config.clock_skew.as_secs_f64() * 1e3;
+        let magnitude = self.rng.random_range(max / 4.0..=max.max(1.0));
+        if self.rng.random_bool(0.5) {
+            magnitude
+        } else {
+            -magnitude
         }
     }
 
@@ -114,34 +154,99 @@ pub async fn run<C: Cluster>(
             let _ = stop.wait_for(|s| *s).await;
             break;
         };
-        let leader = match aim {
-            Aim::Leader => cluster.leader().await,
+        let id = applied.len() as u64 + 1;
+        let leader = match (fault, aim) {
+            (FaultKind::Partition, _) | (_, Aim::Leader) => cluster.leader().await,
             _ => None,
         };
-        let nodes = schedule.choose_nodes(aim, &cluster.nodes(), leader);
-        let id = applied.len() as u64 + 1;
+        let all = cluster.nodes();
         let mut fr = FaultRecord {
             id,
             fault,
-            aim,
-            nodes: nodes.clone(),
+            aim: matches!(fault, FaultKind::Kill | FaultKind::Pause | FaultKind::Clock)
+                .then_some(aim),
+            kind: None,
+            nodes: Vec::new(),
             start_ms: since(Instant::now()),
             end_ms: None,
             errors: Vec::new(),
         };
-        record(
-            "start",
-            json!({"id": id, "fault": fault.name(), "aim": aim.name(), "nodes": nodes}),
-        );
-        start(cluster, fault, &nodes, &mut fr.errors);
-        tracing::info!(id, %fault, %aim, ?nodes, "fault started");
-        let stopping = wait(config.interval, &mut stop).await;
-        heal(cluster, fault, &nodes, &mut fr.errors).await;
+        let mut detail = json!({"id": id, "fault": fault.name()});
+        let active = match fault {
+            FaultKind::Kill | FaultKind::Pause => {
+                let nodes = schedule.choose_nodes(aim, &all, leader);
+                start_process(cluster, fault, &nodes, &mut fr.errors);
+                detail["aim"] = json!(aim.name());
+                detail["nodes"] = json!(nodes);
+                fr.nodes = nodes.clone();
+                Active::Process(nodes)
+            }
+            FaultKind::Partition => {
+                let kind = schedule.next_partition();
+                let grudge = partition::grudge(kind, &all, leader.as_deref(), &mut schedule.rng);
+                if let Err(e) = cluster.partition(&grudge) {
+                    fr.errors.push(e);
+                }
+                detail["kind"] = json!(kind.name());
+                detail["grudge"] = json!(grudge);
+                fr.kind = Some(kind.name().to_string());
+                fr.nodes = grudge.keys().cloned().collect();
+                Active::Partition
+            }
+            FaultKind::Clock => {
+                let nodes = schedule.choose_nodes(aim, &all, leader);
+                let mode = schedule.next_clock_mode();
+                let skews: Vec<f64> = nodes.iter().map(|_| schedule.skew_ms(config)).collect();
+                let mut offsets = serde_json::Map::new();
+                let mut measured = serde_json::Map::new();
+                for (node, skew) in nodes.iter().zip(&skews) {
+                    // A drift starts from zero; bump and strobe start at the full skew.
+                    let first = if mode == ClockMode::Drift { 0.0 } else { *skew };
+                    match cluster.set_clock(node, first, true).await {
+                        Ok(r) => {
+                            measured.insert(node.clone(), json!(r.measured_ms));
+                        }
+                        Err(e) => fr.errors.push(format!("{node}: {e}")),
+                    }
+                    offsets.insert(node.clone(), json!(skew));
+                }
+                detail["aim"] = json!(aim.name());
+                detail["mode"] = json!(mode.name());
+                fr.kind = Some(mode.name().to_string());
+                detail["nodes"] = json!(nodes);
+                detail["offsets_ms"] = json!(offsets);
+                detail["measured_ms"] = json!(measured);
+                fr.nodes = nodes.clone();
+                Active::Clock { mode, nodes, skews }
+            }
+            FaultKind::Latency | FaultKind::Loss => {
+                let (latency, jitter, loss) = if fault == FaultKind::Latency {
+                    (config.latency, config.latency / 2, 0.0)
+                } else {
+                    (Duration::ZERO, Duration::ZERO, config.loss)
+                };
+                if let Err(e) = cluster.degrade(latency, jitter, loss) {
+                    fr.errors.push(e);
+                }
+                detail["latency_ms"] = json!(latency.as_secs_f64() * 1e3);
+                detail["jitter_ms"] = json!(jitter.as_secs_f64() * 1e3);
+                detail["loss"] = json!(loss);
+                fr.nodes = all.clone();
+                Active::Degraded
+            }
+        };
+        detail["errors"] = json!(fr.errors);
+        record("start", detail);
+        tracing::info!(id, %fault, nodes = ?fr.nodes, "fault started");
+        let stopping = hold(cluster, &active, config.interval, &mut stop).await;
+        let mut end = json!({"id": id, "fault": fault.name()});
+        let healed = heal(cluster, &active, &mut fr.errors).await;
+        if let Some(m) = healed {
+            end["measured_ms"] = m;
+        }
+        end["errors"] = json!(fr.errors);
         fr.end_ms = Some(since(Instant::now()));
-        record(
-            "stop",
-            json!({"id": id, "fault": fault.name(), "nodes": nodes, "errors": fr.errors}),
-        );
+        record("stop", end);
         tracing::info!(id, %fault, "fault healed");
         applied.push(fr);
         if stopping {
@@ -149,6 +254,57 @@ pub async fn run<C: Cluster>(
         }
     }
     applied
+}
+
+/// A fault in force, with what healing it needs.
+enum Active {
+    Process(Vec<String>),
+    Partition,
+    Clock {
+        mode: ClockMode,
+        nodes: Vec<String>,
+        skews: Vec<f64>,
+    },
+    Degraded,
+}
+
+/// Keeps a fault in force for `interval` (strobing or drifting clocks meanwhile); returns
+/// whether the schedule was told to stop.
+async fn hold<C: Cluster>(
+    cluster: &C,
+    active: &Active,
+    interval: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let Active::Clock { mode, nodes, skews } = active else {
+        return wait(interval, stop).await;
+    };
+    let started = Instant::now();
+    let step = match mode {
+        ClockMode::Bump => return wait(interval, stop).await,
+        ClockMode::Strobe => Duration::from_millis(250),
+        ClockMode::Drift => Duration::from_millis(100),
+    };
+    let mut flip = false;
+    loop {
+        if wait(step.min(interval.saturating_sub(started.elapsed())), stop).await {
+            return true;
+        }
+        if started.elapsed() >= interval {
+            return false;
+        }
+        flip = !flip;
+        let progress = started.elapsed().as_secs_f64() / interval.as_secs_f64().max(1e-9);
+        for (node, skew) in nodes.iter().zip(skews) {
+            let offset = match mode {
+                ClockMode::Strobe if flip => 0.0,
+                ClockMode::Drift => skew * progress,
+                _ => *skew,
+            };
+            // Best effort while strobing: a failure is reported when the fault heals.
+            let _ = cluster.set_clock(node, offset, false).await;
+        }
+    }
 }
 
 /// Sleeps for `d`, or until `stop` turns true; returns whether it was told to stop.
@@ -163,7 +319,12 @@ async fn wait(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     stopped || *stop.borrow()
 }
 
-fn start<C: Cluster>(cluster: &C, fault: FaultKind, nodes: &[String], errors: &mut Vec<String>) {
+fn start_process<C: Cluster>(
+    cluster: &C,
+    fault: FaultKind,
+    nodes: &[String],
+    errors: &mut Vec<String>,
+) {
     for node in nodes {
         let Some(pgid) = cluster.process_group(node) else {
             errors.push(format!("{node} was not running"));
@@ -174,7 +335,7 @@ fn start<C: Cluster>(cluster: &C, fault: FaultKind, nodes: &[String], errors: &m
                 cluster.killed(node);
                 process::kill(pgid)
             }
-            FaultKind::Pause => process::pause(pgid),
+            _ => process::pause(pgid),
         };
         if let Err(e) = result {
             errors.push(format!("{node}: {e}"));
@@ -182,23 +343,51 @@ fn start<C: Cluster>(cluster: &C, fault: FaultKind, nodes: &[String], errors: &m
     }
 }
 
+/// Ends a fault. For clocks, returns the offsets measured after the reset.
 async fn heal<C: Cluster>(
     cluster: &C,
-    fault: FaultKind,
-    nodes: &[String],
+    active: &Active,
     errors: &mut Vec<String>,
-) {
-    for node in nodes {
-        let result = match fault {
-            FaultKind::Kill => cluster.restart(node).await,
-            FaultKind::Pause => match cluster.process_group(node) {
-                Some(pgid) => process::resume(pgid),
-                None => Ok(()),
-            },
-        };
-        if let Err(e) = result {
-            tracing::warn!(node, error = %e, "could not heal a fault");
-            errors.push(format!("{node}: {e}"));
+) -> Option<serde_json::Value> {
+    match active {
+        Active::Process(nodes) => {
+            for node in nodes {
+                // A kill is healed by a restart, a pause by SIGCONT; the process group tells
+                // which (a killed node has none).
+                let result = match cluster.process_group(node) {
+                    Some(pgid) => process::resume(pgid),
+                    None => cluster.restart(node).await,
+                };
+                if let Err(e) = result {
+                    tracing::warn!(node, error = %e, "could not heal a fault");
+                    errors.push(format!("{node}: {e}"));
+                }
+            }
+            None
+        }
+        Active::Partition => {
+            if let Err(e) = cluster.partition(&Grudge::new()) {
+                errors.push(e);
+            }
+            None
+        }
+        Active::Clock { nodes, .. } => {
+            let mut measured = serde_json::Map::new();
+            for node in nodes {
+                match cluster.set_clock(node, 0.0, true).await {
+                    Ok(r) => {
+                        measured.insert(node.clone(), json!(r.measured_ms));
+                    }
+                    Err(e) => errors.push(format!("{node}: {e}")),
+                }
+            }
+            Some(serde_json::Value::Object(measured))
+        }
+        Active::Degraded => {
+            if let Err(e) = cluster.degrade(Duration::ZERO, Duration::ZERO, 0.0) {
+                errors.push(e);
+            }
+            None
         }
     }
 }
@@ -215,6 +404,11 @@ mod tests {
         NemesisConfig {
             faults: vec![FaultKind::Kill, FaultKind::Pause],
             aims: Aim::ALL.to_vec(),
+            partitions: PartitionKind::ALL.to_vec(),
+            clock_modes: ClockMode::ALL.to_vec(),
+            clock_skew: Duration::from_secs(1),
+            latency: Duration::from_millis(50),
+            loss: 0.1,
             interval: Duration::from_secs(1),
             seed,
         }

@@ -3,17 +3,33 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use faultline_targets::httpkv::HttpKvClient;
+use faultline_nemesis::clock;
+use faultline_nemesis::net::Network;
+use faultline_nemesis::proxy::Proxy;
+use faultline_nemesis::{ClockReading, Grudge};
+
+use faultline_targets::client::Client;
 use faultline_targets::process::{self, Launch, NodeProcess};
-use faultline_targets::{raft, NodeSpec};
+use faultline_targets::NodeSpec;
 use nix::sys::signal::Signal;
+
+/// The network a run's nodes are on, and their clocks.
+pub struct Net {
+    /// Network namespaces (partitions as nftables rules), if any.
+    pub network: Option<Network>,
+    /// The userspace proxy between peers (partitions, latency, loss), if any.
+    pub proxy: Option<Proxy>,
+    /// Each node's libfaketime control file, when clock faults are on.
+    pub clock_files: Vec<Option<PathBuf>>,
+}
 
 /// The nodes of a run and their processes.
 pub struct Cluster {
+    net: Net,
     pub nodes: Vec<NodeSpec>,
     launches: Vec<Launch>,
     procs: Mutex<Vec<Option<NodeProcess>>>,
@@ -21,31 +37,68 @@ pub struct Cluster {
     killed: Mutex<HashSet<String>>,
     /// Nodes seen exiting when nobody killed them: (node, how, when).
     crashes: Mutex<Vec<(String, String)>>,
-    pub client: HttpKvClient,
+    pub client: Client,
+    /// Where nodes say who leads, and report their state.
+    leader_path: Option<String>,
+    status_path: Option<String>,
+    /// How nodes are stopped: this signal, then SIGKILL after the grace period.
+    stop_signal: Signal,
+    stop_grace: Duration,
+}
+
+/// What the cluster needs to know about its target.
+pub struct TargetInfo {
+    pub client: Client,
+    pub leader_path: Option<String>,
+    pub status_path: Option<String>,
+    pub stop: (Signal, Duration),
 }
 
 /// Chooses node addresses on 127.0.0.1: consecutive ports from `base`, or free ports picked by
-/// the kernel when `base` is 0. Fails, naming the port, if a chosen port is taken.
-pub fn node_specs(count: usize, base: u16, run_dir: &Path) -> Result<Vec<NodeSpec>, String> {
+/// the kernel when `base` is 0. `extra` more ports after each peer port must be free too (TCP
+/// and UDP: Consul's gossip). Fails, naming the port, if a chosen port is taken.
+pub fn node_specs(
+    count: usize,
+    base: u16,
+    extra: u16,
+    run_dir: &Path,
+) -> Result<Vec<NodeSpec>, String> {
     let mut specs = Vec::with_capacity(count);
     let mut held = Vec::new();
+    let stride = 2 + extra;
     for i in 0..count {
         let (client, peer) = if base == 0 {
             // Keep each listener open until all are chosen, so no two nodes get one port.
             let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
                 .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))?;
-            let b = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))?;
-            let ports = (port_of(&a)?, port_of(&b)?);
+            let client = port_of(&a)?;
             held.push(a);
-            held.push(b);
-            ports
+            let mut peer = None;
+            for _ in 0..100 {
+                let b = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                    .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))?;
+                let p = port_of(&b)?;
+                let extras: Result<Vec<_>, _> = (1..=extra)
+                    .map(|k| reserve(p.checked_add(k).unwrap_or(0)))
+                    .collect();
+                held.push(b);
+                if let Ok(mut extras) = extras {
+                    held.append(&mut extras);
+                    peer = Some(p);
+                    break;
+                }
+            }
+            let peer =
+                peer.ok_or_else(|| "cannot find free consecutive ports on 127.0.0.1".to_string())?;
+            (client, peer)
         } else {
             let client = base
-                .checked_add(2 * i as u16)
+                .checked_add(stride * i as u16)
+                .and_then(|c| c.checked_add(stride))
+                .map(|end| end - stride)
                 .ok_or_else(|| format!("base_port: {base} leaves no room for {count} nodes"))?;
-            for port in [client, client + 1] {
-                TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|e| {
+            for port in client..client + stride {
+                reserve(port).map_err(|e| {
                     format!("base_port: port {port} on 127.0.0.1 is not free ({e}); choose another base port")
                 })?;
             }
@@ -65,6 +118,16 @@ pub fn node_specs(count: usize, base: u16, run_dir: &Path) -> Result<Vec<NodeSpe
     Ok(specs)
 }
 
+/// Checks that `port` is free on 127.0.0.1 for TCP and UDP, holding the TCP one.
+fn reserve(port: u16) -> Result<TcpListener, String> {
+    if port == 0 {
+        return Err("no such port".to_string());
+    }
+    let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|e| e.to_string())?;
+    std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).map_err(|e| e.to_string())?;
+    Ok(tcp)
+}
+
 fn port_of(l: &TcpListener) -> Result<u16, String> {
     l.local_addr()
         .map(|a| a.port())
@@ -72,16 +135,39 @@ fn port_of(l: &TcpListener) -> Result<u16, String> {
 }
 
 impl Cluster {
-    pub fn new(nodes: Vec<NodeSpec>, launches: Vec<Launch>) -> Result<Cluster, String> {
-        let client = HttpKvClient::new(nodes.clone())?;
+    pub fn new(
+        nodes: Vec<NodeSpec>,
+        launches: Vec<Launch>,
+        net: Net,
+        target: TargetInfo,
+    ) -> Result<Cluster, String> {
         Ok(Cluster {
+            net,
+            client: target.client,
+            leader_path: target.leader_path,
+            status_path: target.status_path,
+            stop_signal: target.stop.0,
+            stop_grace: target.stop.1,
             procs: Mutex::new(vec![None; nodes.len()]),
             killed: Mutex::new(HashSet::new()),
             crashes: Mutex::new(Vec::new()),
             nodes,
             launches,
-            client,
         })
+    }
+
+    /// The node that claims to lead, if the target can tell.
+    pub async fn current_leader(&self) -> Option<String> {
+        self.client
+            .leader(&self.nodes, self.leader_path.as_deref())
+            .await
+    }
+
+    /// A node's own report of its state, if the target gives one.
+    pub async fn node_state(&self, node: &NodeSpec) -> Option<serde_json::Value> {
+        self.client
+            .node_state(node, self.status_path.as_deref())
+            .await
     }
 
     fn index(&self, node: &str) -> Option<usize> {
@@ -156,9 +242,10 @@ impl Cluster {
         self.crashes.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// Stops every node: resume (a stopped process cannot handle SIGTERM), SIGTERM, then
-    /// SIGKILL whatever is still alive after `grace`.
-    pub fn stop_all(&self, grace: Duration) {
+    /// Stops every node: resume (a stopped process cannot handle a signal), the target's stop
+    /// signal, then SIGKILL whatever is still alive after its grace period.
+    pub fn stop_all(&self) {
+        let grace = self.stop_grace;
         let procs: Vec<NodeProcess> = self
             .procs
             .lock()
@@ -166,7 +253,7 @@ impl Cluster {
             .unwrap_or_default();
         for p in &procs {
             p.signal(Signal::SIGCONT);
-            p.signal(Signal::SIGTERM);
+            p.signal(self.stop_signal);
         }
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline && procs.iter().any(NodeProcess::is_running) {
@@ -199,7 +286,7 @@ impl faultline_nemesis::Cluster for Cluster {
     }
 
     async fn leader(&self) -> Option<String> {
-        raft::leader(&self.client, &self.nodes).await
+        self.current_leader().await
     }
 
     fn process_group(&self, node: &str) -> Option<i32> {
@@ -228,5 +315,83 @@ impl faultline_nemesis::Cluster for Cluster {
             k.remove(node);
         }
         Ok(())
+    }
+
+    fn partition(&self, grudge: &Grudge) -> Result<(), String> {
+        if let Some(network) = &self.net.network {
+            return network.partition(grudge);
+        }
+        if let Some(proxy) = &self.net.proxy {
+            proxy.partition(grudge);
+            return Ok(());
+        }
+        if grudge.is_empty() {
+            return Ok(());
+        }
+        Err("partitions need --net netns or --net proxy".to_string())
+    }
+
+    async fn set_clock(
+        &self,
+        node: &str,
+        offset_ms: f64,
+        verify: bool,
+    ) -> Result<ClockReading, String> {
+        let i = self
+            .index(node)
+            .ok_or_else(|| format!("unknown node {node}"))?;
+        let Some(Some(control)) = self.net.clock_files.get(i) else {
+            return Err("clock faults are not set up for this run".to_string());
+        };
+        clock::write_offset(control, offset_ms)?;
+        if !verify {
+            return Ok(ClockReading::default());
+        }
+        // libfaketime re-reads the file at most every CACHE_SECONDS; wait until the node's own
+        // clock shows the change (a paused or killed node cannot tell: say so, do not fail).
+        let deadline = Instant::now() + Duration::from_secs(u64::from(clock::CACHE_SECONDS) + 2);
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some(measured) = self.clock_offset_ms(i).await {
+                last = Some(measured);
+                if (measured - offset_ms).abs() < CLOCK_TOLERANCE_MS {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(ClockReading { measured_ms: last })
+    }
+
+    fn degrade(&self, latency: Duration, jitter: Duration, loss: f64) -> Result<(), String> {
+        match &self.net.proxy {
+            Some(proxy) => {
+                proxy.degrade(latency, jitter, loss);
+                Ok(())
+            }
+            None if latency.is_zero() && loss == 0.0 => Ok(()),
+            None => Err("latency and loss faults need --net proxy".to_string()),
+        }
+    }
+}
+
+/// How close a node's clock must come to the offset asked for, to count as applied.
+const CLOCK_TOLERANCE_MS: f64 = 100.0;
+
+impl Cluster {
+    /// The node's wall clock minus the controller's, in milliseconds (half the round trip is
+    /// added to the node's reading, which was taken mid-request).
+    async fn clock_offset_ms(&self, i: usize) -> Option<f64> {
+        let sent = SystemTime::now();
+        let status = self.node_state(&self.nodes[i]).await?;
+        let received = SystemTime::now();
+        let node_ms = status.get("wall_clock_ms")?.as_f64()?;
+        let ms = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs_f64() * 1e3)
+        };
+        let (a, b) = (ms(sent)?, ms(received)?);
+        Some(node_ms - (a + b) / 2.0)
     }
 }

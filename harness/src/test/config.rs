@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use faultline_nemesis::{Aim, FaultKind};
+use faultline_nemesis::{Aim, ClockMode, FaultKind, PartitionKind};
 use faultline_workloads::WorkloadKind;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 pub struct TestFile {
     pub name: Option<String>,
     pub target: Option<String>,
+    /// The custom target's definition file.
+    pub target_config: Option<PathBuf>,
     pub nodes: Option<usize>,
     pub workload: Option<String>,
     pub concurrency: Option<usize>,
@@ -27,12 +29,39 @@ pub struct TestFile {
     pub nemesis: Option<Vec<String>>,
     pub nemesis_interval: Option<f64>,
     pub nemesis_targets: Option<Vec<String>>,
+    pub partitions: Option<Vec<String>>,
+    pub clock_modes: Option<Vec<String>>,
+    pub clock_skew_ms: Option<f64>,
+    pub latency_ms: Option<f64>,
+    pub loss: Option<f64>,
+    pub net: Option<String>,
+    pub net_range: Option<String>,
     pub recovery: Option<f64>,
     pub seed: Option<u64>,
     pub results_dir: Option<PathBuf>,
     pub base_port: Option<u16>,
     pub check_time_limit: Option<f64>,
     pub raft: Option<RaftSection>,
+    pub etcd: Option<EtcdSection>,
+    pub consul: Option<ConsulSection>,
+}
+
+/// `[etcd]`: options of the etcd target.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSection {
+    /// The etcd binary (default: `etcd` on PATH).
+    pub binary: Option<PathBuf>,
+    /// Read with serializable (member-local, possibly stale) ranges instead of linearizable.
+    pub serializable_reads: Option<bool>,
+}
+
+/// `[consul]`: options of the Consul target.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulSection {
+    /// The consul binary (default: `consul` on PATH).
+    pub binary: Option<PathBuf>,
 }
 
 /// `[raft]`: options of the bundled Raft target.
@@ -46,14 +75,37 @@ pub struct RaftSection {
     pub binary: Option<PathBuf>,
 }
 
+/// How nodes are networked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetBackend {
+    /// All nodes on 127.0.0.1; no network faults.
+    Loopback,
+    /// One network namespace per node, partitions as nftables rules (needs root).
+    Netns,
+    /// Nodes on 127.0.0.1 with every peer link relayed by the controller (partitions,
+    /// latency, loss; no privileges needed; bundled Raft only).
+    Proxy,
+}
+
+impl NetBackend {
+    pub fn name(self) -> &'static str {
+        match self {
+            NetBackend::Loopback => "loopback",
+            NetBackend::Netns => "netns",
+            NetBackend::Proxy => "proxy",
+        }
+    }
+}
+
 /// The targets `faultline test` can run.
-pub const TARGETS: &[&str] = &["raft"];
+pub const TARGETS: &[&str] = &["raft", "etcd", "consul", "custom"];
 
 /// A fully resolved, validated test definition.
 #[derive(Clone, Debug)]
 pub struct TestConfig {
     pub name: String,
     pub target: String,
+    pub target_config: Option<PathBuf>,
     pub nodes: usize,
     pub workload: WorkloadKind,
     pub concurrency: usize,
@@ -64,6 +116,18 @@ pub struct TestConfig {
     pub nemesis: Vec<FaultKind>,
     pub nemesis_interval: Duration,
     pub nemesis_targets: Vec<Aim>,
+    pub partitions: Vec<PartitionKind>,
+    pub clock_modes: Vec<ClockMode>,
+    pub clock_skew: Duration,
+    pub latency: Duration,
+    pub loss: f64,
+    pub net: NetBackend,
+    /// What was asked for (`auto`, or a backend name), to write back into test.toml.
+    pub net_requested: String,
+    /// First two octets of the addresses network namespaces use (a /16).
+    pub net_range: std::net::Ipv4Addr,
+    /// Notes for the user about choices made (e.g. a default fault left out).
+    pub notes: Vec<String>,
     pub recovery: Duration,
     pub seed: u64,
     pub results_dir: PathBuf,
@@ -75,6 +139,8 @@ pub struct TestConfig {
     pub raft_read_mode: String,
     /// `None`: this very binary.
     pub raft_binary: Option<PathBuf>,
+    pub etcd: EtcdSection,
+    pub consul: ConsulSection,
 }
 
 pub const DEFAULT_NODES: usize = 5;
@@ -85,6 +151,9 @@ pub const DEFAULT_OP_TIMEOUT: f64 = 2.0;
 pub const DEFAULT_NEMESIS_INTERVAL: f64 = 10.0;
 pub const DEFAULT_RECOVERY: f64 = 5.0;
 pub const DEFAULT_CHECK_TIME_LIMIT: f64 = 300.0;
+pub const DEFAULT_CLOCK_SKEW_MS: f64 = 1000.0;
+pub const DEFAULT_LATENCY_MS: f64 = 50.0;
+pub const DEFAULT_LOSS: f64 = 0.2;
 
 impl TestFile {
     /// Reads a test file; errors name the file, the line and the key.
@@ -113,9 +182,23 @@ impl TestFile {
             }),
             (a, b) => b.or(a),
         };
+        let etcd = match (self.etcd, over.etcd) {
+            (Some(a), Some(b)) => Some(EtcdSection {
+                binary: b.binary.or(a.binary),
+                serializable_reads: b.serializable_reads.or(a.serializable_reads),
+            }),
+            (a, b) => b.or(a),
+        };
+        let consul = match (self.consul, over.consul) {
+            (Some(a), Some(b)) => Some(ConsulSection {
+                binary: b.binary.or(a.binary),
+            }),
+            (a, b) => b.or(a),
+        };
         TestFile {
             name: over.name.or(self.name),
             target: over.target.or(self.target),
+            target_config: over.target_config.or(self.target_config),
             nodes: over.nodes.or(self.nodes),
             workload: over.workload.or(self.workload),
             concurrency: over.concurrency.or(self.concurrency),
@@ -125,12 +208,21 @@ impl TestFile {
             nemesis: over.nemesis.or(self.nemesis),
             nemesis_interval: over.nemesis_interval.or(self.nemesis_interval),
             nemesis_targets: over.nemesis_targets.or(self.nemesis_targets),
+            partitions: over.partitions.or(self.partitions),
+            clock_modes: over.clock_modes.or(self.clock_modes),
+            clock_skew_ms: over.clock_skew_ms.or(self.clock_skew_ms),
+            latency_ms: over.latency_ms.or(self.latency_ms),
+            loss: over.loss.or(self.loss),
+            net: over.net.or(self.net),
+            net_range: over.net_range.or(self.net_range),
             recovery: over.recovery.or(self.recovery),
             seed: over.seed.or(self.seed),
             results_dir: over.results_dir.or(self.results_dir),
             base_port: over.base_port.or(self.base_port),
             check_time_limit: over.check_time_limit.or(self.check_time_limit),
             raft,
+            etcd,
+            consul,
         }
     }
 
@@ -190,8 +282,16 @@ impl TestFile {
             DEFAULT_CHECK_TIME_LIMIT,
             0.1,
         )?;
+        let mut notes = Vec::new();
         let nemesis = match self.nemesis {
-            None => vec![FaultKind::Kill, FaultKind::Pause],
+            None => {
+                let mut d = vec![FaultKind::Partition, FaultKind::Pause, FaultKind::Kill];
+                match faultline_nemesis::clock::library() {
+                    Ok(_) => d.push(FaultKind::Clock),
+                    Err(e) => notes.push(format!("clock faults left out: {e}")),
+                }
+                d
+            }
             Some(list) => {
                 let mut out = Vec::new();
                 for name in list.iter().filter(|n| !n.is_empty()) {
@@ -224,6 +324,100 @@ impl TestFile {
                 out
             }
         };
+        let list = |key: &str, v: Option<Vec<String>>| -> Result<Option<Vec<String>>, String> {
+            match v {
+                Some(l) if l.is_empty() => Err(format!("{key}: give at least one value")),
+                other => Ok(other),
+            }
+        };
+        let partitions = match list("partitions", self.partitions)? {
+            None => PartitionKind::ALL.to_vec(),
+            Some(l) => l
+                .iter()
+                .map(|p| p.parse().map_err(|e| format!("partitions: {e}")))
+                .collect::<Result<_, String>>()?,
+        };
+        let clock_modes = match list("clock_modes", self.clock_modes)? {
+            None => ClockMode::ALL.to_vec(),
+            Some(l) => l
+                .iter()
+                .map(|m| m.parse().map_err(|e| format!("clock_modes: {e}")))
+                .collect::<Result<_, String>>()?,
+        };
+        let millis = |key: &str, v: Option<f64>, default: f64| -> Result<Duration, String> {
+            let ms = v.unwrap_or(default);
+            if !ms.is_finite() || ms < 0.0 {
+                return Err(format!(
+                    "{key}: must be a number of milliseconds, 0 or more, got {ms}"
+                ));
+            }
+            Ok(Duration::from_secs_f64(ms / 1000.0))
+        };
+        let clock_skew = millis("clock_skew_ms", self.clock_skew_ms, DEFAULT_CLOCK_SKEW_MS)?;
+        let latency = millis("latency_ms", self.latency_ms, DEFAULT_LATENCY_MS)?;
+        let loss = self.loss.unwrap_or(DEFAULT_LOSS);
+        if !(0.0..=1.0).contains(&loss) {
+            return Err(format!(
+                "loss: must be a fraction between 0 and 1, got {loss}"
+            ));
+        }
+        if nemesis.contains(&FaultKind::Clock) {
+            if let Err(e) = faultline_nemesis::clock::library() {
+                return Err(format!("nemesis: {e}"));
+            }
+        }
+        let net_requested = self.net.unwrap_or_else(|| "auto".to_string());
+        let wants_partition = nemesis.contains(&FaultKind::Partition);
+        let wants_degrade =
+            nemesis.contains(&FaultKind::Latency) || nemesis.contains(&FaultKind::Loss);
+        let root = nix::unistd::geteuid().is_root();
+        let net = match net_requested.as_str() {
+            "auto" if wants_degrade => NetBackend::Proxy,
+            "auto" if wants_partition && root => NetBackend::Netns,
+            "auto" if wants_partition => {
+                notes.push(
+                    "not root: partitions use the userspace proxy instead of network namespaces"
+                        .to_string(),
+                );
+                NetBackend::Proxy
+            }
+            "auto" => NetBackend::Loopback,
+            "netns" => NetBackend::Netns,
+            "proxy" => NetBackend::Proxy,
+            "loopback" => NetBackend::Loopback,
+            other => {
+                return Err(format!(
+                    "net: expected auto, netns, proxy or loopback, got {other:?}"
+                ))
+            }
+        };
+        if net == NetBackend::Loopback && (wants_partition || wants_degrade) {
+            return Err(
+                "net: partition, latency and loss faults need --net netns or --net proxy"
+                    .to_string(),
+            );
+        }
+        if net == NetBackend::Netns && wants_degrade {
+            return Err(
+                "net: latency and loss faults need --net proxy (the kernel here has no \
+                        tc netem)"
+                    .to_string(),
+            );
+        }
+        let net_range: std::net::Ipv4Addr = self
+            .net_range
+            .as_deref()
+            .unwrap_or("10.77.0.0")
+            .parse()
+            .map_err(|_| {
+                "net_range: expected the first address of a /16, such as 10.77.0.0".to_string()
+            })?;
+        if net_range.octets()[2] != 0 || net_range.octets()[3] != 0 {
+            return Err(format!(
+                "net_range: expected the first address of a /16 (like 10.77.0.0), got {net_range}"
+            ));
+        }
+
         let raft = self.raft.unwrap_or_default();
         let raft_read_mode = raft.read_mode.unwrap_or_else(|| "read-index".to_string());
         if !["read-index", "lease"].contains(&raft_read_mode.as_str()) {
@@ -241,9 +435,22 @@ impl TestFile {
                 "name: use letters, digits, '.', '_' and '-' only (it names a folder), got {name:?}"
             ));
         }
+        if target != "custom" && self.target_config.is_some() {
+            return Err(
+                "target_config: only the custom target takes a definition file".to_string(),
+            );
+        }
+        if target != "raft" && net == NetBackend::Proxy {
+            return Err(format!(
+                "net: the userspace proxy relays the bundled Raft's peer protocol only; the \
+                 {target} target needs --net netns (as root) for partitions, and cannot have \
+                 latency or loss faults"
+            ));
+        }
         Ok(TestConfig {
             name,
             target,
+            target_config: self.target_config,
             nodes,
             workload,
             concurrency,
@@ -253,6 +460,15 @@ impl TestFile {
             nemesis,
             nemesis_interval,
             nemesis_targets,
+            partitions,
+            clock_modes,
+            clock_skew,
+            latency,
+            loss,
+            net,
+            net_requested,
+            net_range,
+            notes,
             recovery,
             seed: self.seed.unwrap_or_else(random_seed),
             results_dir: self.results_dir.unwrap_or_else(|| PathBuf::from("results")),
@@ -261,6 +477,8 @@ impl TestFile {
             raft_bugs: raft.bugs.unwrap_or_default(),
             raft_read_mode,
             raft_binary: raft.binary,
+            etcd: self.etcd.unwrap_or_default(),
+            consul: self.consul.unwrap_or_default(),
         })
     }
 }
@@ -271,6 +489,7 @@ impl TestConfig {
         TestFile {
             name: Some(self.name.clone()),
             target: Some(self.target.clone()),
+            target_config: self.target_config.clone(),
             nodes: Some(self.nodes),
             workload: Some(self.workload.to_string()),
             concurrency: Some(self.concurrency),
@@ -284,6 +503,13 @@ impl TestConfig {
             }),
             nemesis_interval: Some(self.nemesis_interval.as_secs_f64()),
             nemesis_targets: Some(self.nemesis_targets.iter().map(|a| a.to_string()).collect()),
+            partitions: Some(self.partitions.iter().map(|p| p.to_string()).collect()),
+            clock_modes: Some(self.clock_modes.iter().map(|m| m.to_string()).collect()),
+            clock_skew_ms: Some(self.clock_skew.as_secs_f64() * 1e3),
+            latency_ms: Some(self.latency.as_secs_f64() * 1e3),
+            loss: Some(self.loss),
+            net: Some(self.net_requested.clone()),
+            net_range: Some(self.net_range.to_string()),
             recovery: Some(self.recovery.as_secs_f64()),
             seed: Some(self.seed),
             results_dir: Some(self.results_dir.clone()),
@@ -294,6 +520,8 @@ impl TestConfig {
                 read_mode: Some(self.raft_read_mode.clone()),
                 binary: self.raft_binary.clone(),
             }),
+            etcd: (self.target == "etcd").then(|| self.etcd.clone()),
+            consul: (self.target == "consul").then(|| self.consul.clone()),
         }
     }
 
@@ -331,7 +559,7 @@ mod tests {
     fn defaults_resolve() {
         let c = TestFile::default().resolve().unwrap();
         assert_eq!(c.nodes, 5);
-        assert_eq!(c.nemesis, vec![FaultKind::Kill, FaultKind::Pause]);
+        assert!(c.nemesis.contains(&FaultKind::Kill) && c.nemesis.contains(&FaultKind::Partition));
         assert_eq!(c.name, "raft-register");
     }
 

@@ -15,20 +15,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faultline_checker::{EventType, Process};
-use faultline_nemesis::NemesisConfig;
-use faultline_targets::{raft, Outcome};
+use std::net::SocketAddr;
+
+use faultline_nemesis::clock;
+use faultline_nemesis::net::Network;
+use faultline_nemesis::proxy::Proxy;
+use faultline_nemesis::{FaultKind, NemesisConfig};
+use faultline_targets::client::Readiness;
+use faultline_targets::NodeSpec;
+use faultline_targets::Outcome;
 use faultline_workloads::{Request, Rng, Workload};
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 use tokio::sync::{watch, Mutex};
 
-use super::cluster::{node_specs, Cluster};
-use super::config::TestConfig;
+use super::cluster::{node_specs, Cluster, TargetInfo};
+use super::config::{NetBackend, TestConfig};
+use super::convergence;
 use super::recorder::Recorder;
 use super::results::{self, RunSummary};
+use super::target::Target;
 
-/// How long the cluster gets to elect a leader at the start and after the faults.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long replicas may take to agree after the final reads before a difference counts as
+/// divergence.
+const CONVERGENCE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Shared by the client workers.
 struct Clients {
@@ -67,19 +77,13 @@ impl Limiter {
 
 /// Runs the test; returns the exit code (verdict) or an error that makes it 254.
 pub async fn run(config: TestConfig, record: bool) -> Result<u8, String> {
-    let exe = match &config.raft_binary {
-        Some(path) => {
-            if !path.is_file() {
-                return Err(format!(
-                    "raft.binary: {} does not exist (give the path of a faultline binary)",
-                    path.display()
-                ));
-            }
-            path.clone()
-        }
-        None => std::env::current_exe()
-            .map_err(|e| format!("cannot find the faultline binary to run nodes with: {e}"))?,
-    };
+    if config.net == NetBackend::Netns {
+        faultline_nemesis::net::can_create()?;
+    }
+    let target = Target::from_config(&config)?;
+    if config.nemesis.contains(&FaultKind::Clock) {
+        clock::check_binary(&target.node_program()).map_err(|e| format!("nemesis clock: {e}"))?;
+    }
     let run_dir = results::create_run_dir(&config)?;
     results::init_logging(&run_dir)?;
     std::fs::write(run_dir.join("test.toml"), config.to_toml())
@@ -108,26 +112,151 @@ pub async fn run(config: TestConfig, record: bool) -> Result<u8, String> {
         config.seed
     );
     eprintln!("  results: {}", run_dir.display());
+    for note in &config.notes {
+        eprintln!("  note: {note}");
+    }
+    if config.net != NetBackend::Loopback {
+        eprintln!("  network: {}", config.net.name());
+    }
     tracing::info!(seed = config.seed, dir = %run_dir.display(), "test starting");
 
-    // The cluster.
-    let specs = node_specs(config.nodes, config.base_port, &run_dir)?;
-    let opts = raft::RaftOptions {
-        bugs: config.raft_bugs.clone(),
-        read_mode: Some(config.raft_read_mode.clone()),
+    // The network and the cluster.
+    let names: Vec<String> = (1..=config.nodes).map(|i| format!("n{i}")).collect();
+    let tag = run_tag(&run_id);
+    let mut network = None;
+    let mut proxy = None;
+    let specs = match config.net {
+        NetBackend::Loopback => node_specs(
+            config.nodes,
+            config.base_port,
+            target.extra_ports(),
+            &run_dir,
+        )?,
+        NetBackend::Netns => {
+            let ports = target.namespace_ports();
+            let net = Network::create(&tag, &names, config.net_range)?;
+            tracing::info!(tag, host = %net.host_ip, "network namespaces created");
+            let specs = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| NodeSpec {
+                    name: name.clone(),
+                    id: i as u64 + 1,
+                    client_addr: SocketAddr::from((net.ip(i), ports.0)),
+                    peer_addr: SocketAddr::from((net.ip(i), ports.1)),
+                    data_dir: run_dir.join("nodes").join(name).join("data"),
+                    log_path: run_dir.join("nodes").join(format!("{name}.log")),
+                })
+                .collect();
+            network = Some(NetworkGuard(net));
+            specs
+        }
+        NetBackend::Proxy if !target.supports_proxy() => {
+            return Err(format!(
+                "net: the userspace proxy cannot relay the {} target's peer links",
+                target.name()
+            ))
+        }
+        NetBackend::Proxy => {
+            let specs = node_specs(
+                config.nodes,
+                config.base_port,
+                target.extra_ports(),
+                &run_dir,
+            )?;
+            let peer_addrs: Vec<SocketAddr> = specs.iter().map(|s| s.peer_addr).collect();
+            proxy = Some(Proxy::start(&names, &peer_addrs, config.seed).await?);
+            specs
+        }
     };
-    let launches = specs
-        .iter()
-        .map(|s| raft::launch(&exe, s, &specs, &opts, &run_id))
-        .collect();
-    let cluster = Arc::new(Cluster::new(specs, launches)?);
-    let outcome = drive(&config, &run_dir, cluster.clone(), record).await;
+    let clock_lib = match config.nemesis.contains(&FaultKind::Clock) {
+        true => Some(clock::library()?),
+        false => None,
+    };
+    let mut launches = Vec::new();
+    let mut clock_files = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let peers: Vec<(u64, SocketAddr)> = specs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(j, other)| {
+                let addr = proxy
+                    .as_ref()
+                    .and_then(|p| p.listen_addr(i, j))
+                    .unwrap_or(other.peer_addr);
+                (other.id, addr)
+            })
+            .collect();
+        let mut launch = target.launch(spec, &specs, &peers, &run_id);
+        launch.netns = network.as_ref().map(|n| n.0.netns_path(i));
+        if let Some(lib) = &clock_lib {
+            let control = run_dir
+                .join("nodes")
+                .join(format!("{}.faketime", spec.name));
+            std::fs::create_dir_all(run_dir.join("nodes"))
+                .map_err(|e| format!("cannot create {}: {e}", run_dir.join("nodes").display()))?;
+            clock::write_offset(&control, 0.0)?;
+            launch.env.extend(clock::environment(lib, &control));
+            clock_files.push(Some(control));
+        } else {
+            clock_files.push(None);
+        }
+        launches.push(launch);
+    }
+    let net = super::cluster::Net {
+        network: network.as_ref().map(|n| n.0.clone()),
+        proxy,
+        clock_files,
+    };
+    let client = target.client(specs.clone(), &run_dir.join("client-driver.log"))?;
+    let info = TargetInfo {
+        client,
+        leader_path: target.leader_path().map(str::to_string),
+        status_path: target.status_path().map(str::to_string),
+        stop: target.stop(),
+    };
+    let cluster = Arc::new(Cluster::new(specs, launches, net, info)?);
+    let outcome = drive(
+        &config,
+        &run_dir,
+        cluster.clone(),
+        &target.readiness(),
+        record,
+    )
+    .await;
     // Whatever happened, no node survives this point.
     let c = cluster.clone();
-    let _ = tokio::task::spawn_blocking(move || c.stop_all(Duration::from_secs(3))).await;
+    let _ = tokio::task::spawn_blocking(move || c.stop_all()).await;
+    cluster.client.stop();
     tracing::info!("nodes stopped");
-    let summary = outcome?;
+    // And no namespace either (the guard also covers early returns above).
+    drop(network);
+    let mut summary = outcome?;
+    summary.target = target.name();
+    summary.target_version = target.version();
     results::finish(&config, &run_dir, &cluster, summary).await
+}
+
+/// Deletes a run's network namespaces when dropped, however the run ends.
+struct NetworkGuard(Network);
+
+impl Drop for NetworkGuard {
+    fn drop(&mut self) {
+        self.0.destroy();
+        tracing::info!(tag = self.0.tag, "network namespaces removed");
+    }
+}
+
+/// Eight hex digits naming a run's namespaces and interfaces (interface names are short).
+fn run_tag(run_id: &str) -> String {
+    let h = run_id
+        .bytes()
+        .chain(std::process::id().to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+    format!("{:08x}", (h ^ (h >> 32)) as u32)
 }
 
 /// Everything between starting the nodes and stopping them.
@@ -135,10 +264,11 @@ async fn drive(
     config: &TestConfig,
     run_dir: &Path,
     cluster: Arc<Cluster>,
+    readiness: &Readiness,
     record: bool,
 ) -> Result<RunSummary, String> {
     cluster.start_all()?;
-    let leader = match raft::wait_ready(&cluster.client, &cluster.nodes, READY_TIMEOUT).await {
+    let leader = match cluster.client.wait_ready(&cluster.nodes, readiness).await {
         Ok(l) => l,
         Err(e) => {
             let crashed: Vec<String> = cluster
@@ -161,6 +291,17 @@ async fn drive(
 
     let start = Instant::now();
     let history_path = run_dir.join("history.jsonl");
+    // Each node's own view (role, term, leader) over time, for the report's timeline.
+    let sampled = cluster.clone();
+    let sampler = super::status_sampler::StatusSampler::start(
+        cluster.nodes.clone(),
+        start,
+        run_dir.join("nodes/status.jsonl"),
+        move |n| {
+            let c = sampled.clone();
+            async move { c.node_state(&n).await }
+        },
+    );
     let (recorder, writer) = Recorder::create(&history_path, start, record)?;
     let mut seeds = Rng::seed_from_u64(config.seed);
     let workload = config.workload.build(config.concurrency);
@@ -187,6 +328,11 @@ async fn drive(
     let nemesis_config = NemesisConfig {
         faults: config.nemesis.clone(),
         aims: config.nemesis_targets.clone(),
+        partitions: config.partitions.clone(),
+        clock_modes: config.clock_modes.clone(),
+        clock_skew: config.clock_skew,
+        latency: config.latency,
+        loss: config.loss,
         interval: config.nemesis_interval,
         seed: seeds.random(),
     };
@@ -224,15 +370,34 @@ async fn drive(
     let clients_done = start.elapsed();
     tracing::info!(faults = faults.len(), "clients stopped, faults healed");
 
-    // Recovery and final reads, unless the user asked to stop.
+    // Recovery, final reads and the convergence check, unless the user asked to stop.
     let was_interrupted = interrupted.load(Ordering::Relaxed);
+    let mut converged = None;
     if !was_interrupted {
         if !config.recovery.is_zero() {
             eprintln!("  recovering for {} s", config.recovery.as_secs_f64());
             tokio::time::sleep(config.recovery).await;
         }
-        match raft::wait_ready(&cluster.client, &cluster.nodes, READY_TIMEOUT).await {
-            Ok(_) => final_reads(&clients, config.concurrency).await,
+        match cluster.client.wait_ready(&cluster.nodes, readiness).await {
+            Ok(_) => {
+                final_reads(&clients, config.concurrency).await;
+                let mut keys: Vec<String> = {
+                    let guard = clients.workload.lock().await;
+                    guard.0.final_reads().into_iter().map(|r| r.key).collect()
+                };
+                keys.sort();
+                keys.dedup();
+                eprintln!(
+                    "  comparing {} keys across the {} nodes",
+                    keys.len(),
+                    cluster.nodes.len()
+                );
+                let c = convergence::check(&cluster, &keys, CONVERGENCE_PATIENCE).await;
+                if let Some(s) = c.sentence() {
+                    eprintln!("  {}", s);
+                }
+                converged = Some(c);
+            }
             Err(e) => {
                 tracing::warn!("no final reads: {e}");
                 eprintln!("  warning: no final reads: the cluster did not recover ({e})");
@@ -247,9 +412,13 @@ async fn drive(
     }
     drop(clients);
     drop(recorder);
+    sampler.stop().await;
     let events = writer.finish()?;
     tracing::info!(events, "history written");
     Ok(RunSummary {
+        convergence: converged,
+        target: String::new(),
+        target_version: None,
         client_latencies_us: latencies,
         checker,
         faults,

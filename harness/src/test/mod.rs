@@ -9,8 +9,11 @@ use crate::exit::EXIT_BAD_INPUT;
 mod cluster;
 pub mod config;
 mod controller;
+mod convergence;
 mod recorder;
 mod results;
+mod status_sampler;
+mod target;
 
 use config::TestFile;
 
@@ -26,6 +29,7 @@ would not start, ...).
 Examples:
   faultline test
   faultline test --nodes 3 --nemesis kill,pause --time-limit 20
+  faultline test --nemesis partition --partitions isolate-leader,halves --raft-bug stale-read
   faultline test --raft-bug ack-before-commit --nemesis kill --nemesis-targets leader")]
 pub struct TestArgs {
     /// A TOML test definition: keys as the long flags with '_' for '-', and a [raft] section
@@ -35,9 +39,23 @@ pub struct TestArgs {
     /// Name of the test: results go to RESULTS_DIR/NAME/TIMESTAMP [default: TARGET-WORKLOAD].
     #[arg(long)]
     pub name: Option<String>,
-    /// System under test: raft (the bundled Raft store) [default: raft].
+    /// System under test: raft (the bundled Raft store), etcd, consul, or custom (described
+    /// by --target-config) [default: raft].
     #[arg(long)]
     pub target: Option<String>,
+    /// The custom target's definition (TOML; see docs/custom-targets.md).
+    #[arg(long, value_name = "FILE")]
+    pub target_config: Option<PathBuf>,
+    /// The etcd binary, for --target etcd [default: etcd on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub etcd_bin: Option<PathBuf>,
+    /// etcd: read with serializable (local, possibly stale) ranges instead of linearizable
+    /// ones, to see the checker flag stale reads [default: off].
+    #[arg(long)]
+    pub etcd_serializable_reads: bool,
+    /// The consul binary, for --target consul [default: consul on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub consul_bin: Option<PathBuf>,
     /// Number of nodes [default: 5].
     #[arg(long)]
     pub nodes: Option<usize>,
@@ -56,7 +74,8 @@ pub struct TestArgs {
     /// Client timeout per operation, in seconds; a timeout is recorded as info [default: 2].
     #[arg(long, value_name = "SECONDS")]
     pub op_timeout: Option<f64>,
-    /// Faults, comma-separated: kill, pause, or none [default: kill,pause].
+    /// Faults, comma-separated: kill, pause, partition, clock, latency, loss, or none
+    /// [default: partition,pause,kill,clock; clock only if libfaketime is installed].
     #[arg(long, value_delimiter = ',')]
     pub nemesis: Option<Vec<String>>,
     /// Length of each fault and of each quiet period, in seconds [default: 10].
@@ -66,6 +85,32 @@ pub struct TestArgs {
     /// five].
     #[arg(long, value_delimiter = ',')]
     pub nemesis_targets: Option<Vec<String>>,
+    /// Partition shapes to choose from, comma-separated: isolate-one, isolate-leader, halves,
+    /// majorities-ring, bridge, one-way [default: all six].
+    #[arg(long, value_delimiter = ',')]
+    pub partitions: Option<Vec<String>>,
+    /// Clock faults to choose from, comma-separated: bump, strobe, drift [default: all three].
+    #[arg(long, value_delimiter = ',')]
+    pub clock_modes: Option<Vec<String>>,
+    /// Largest clock offset a clock fault applies, in milliseconds [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub clock_skew_ms: Option<f64>,
+    /// Message delay of the latency fault, in milliseconds (jitter: half of it) [default: 50].
+    #[arg(long, value_name = "MS")]
+    pub latency_ms: Option<f64>,
+    /// Fraction of messages the loss fault drops [default: 0.2].
+    #[arg(long, value_name = "FRACTION")]
+    pub loss: Option<f64>,
+    /// How nodes are networked: auto, netns (a network namespace per node, nftables
+    /// partitions; needs root), proxy (peer links relayed by the controller; no privileges),
+    /// or loopback (no network faults) [default: auto: netns as root, proxy otherwise, proxy
+    /// for latency/loss, loopback without network faults].
+    #[arg(long, value_name = "BACKEND")]
+    pub net: Option<String>,
+    /// Address range for network namespaces: the first address of a /16; each run takes a
+    /// free /24 of it [default: 10.77.0.0].
+    #[arg(long, value_name = "ADDR")]
+    pub net_range: Option<String>,
     /// Quiet time after the faults end, before the final reads, in seconds [default: 5].
     #[arg(long, value_name = "SECONDS")]
     pub recovery: Option<f64>,
@@ -106,6 +151,7 @@ impl TestArgs {
         TestFile {
             name: self.name.clone(),
             target: self.target.clone(),
+            target_config: self.target_config.clone(),
             nodes: self.nodes,
             workload: self.workload.clone(),
             concurrency: self.concurrency,
@@ -115,12 +161,28 @@ impl TestArgs {
             nemesis: self.nemesis.clone(),
             nemesis_interval: self.nemesis_interval,
             nemesis_targets: self.nemesis_targets.clone(),
+            partitions: self.partitions.clone(),
+            clock_modes: self.clock_modes.clone(),
+            clock_skew_ms: self.clock_skew_ms,
+            latency_ms: self.latency_ms,
+            loss: self.loss,
+            net: self.net.clone(),
+            net_range: self.net_range.clone(),
             recovery: self.recovery,
             seed: self.seed,
             results_dir: self.results_dir.clone(),
             base_port: self.base_port,
             check_time_limit: self.check_time_limit,
             raft,
+            etcd: (self.etcd_bin.is_some() || self.etcd_serializable_reads).then(|| {
+                config::EtcdSection {
+                    binary: self.etcd_bin.clone(),
+                    serializable_reads: self.etcd_serializable_reads.then_some(true),
+                }
+            }),
+            consul: self.consul_bin.as_ref().map(|b| config::ConsulSection {
+                binary: Some(b.clone()),
+            }),
         }
     }
 }

@@ -21,6 +21,11 @@ use crate::exit::{EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
 
 /// What the run produced, for the results.
 pub struct RunSummary {
+    /// The final convergence check (`None` when it was not run).
+    pub convergence: Option<super::convergence::Convergence>,
+    /// The target's name and version, as it reported them.
+    pub target: String,
+    pub target_version: Option<String>,
     /// Every workload operation's latency as its client measured it (recording included).
     pub client_latencies_us: Vec<u32>,
     pub checker: Checker,
@@ -156,12 +161,19 @@ pub async fn finish(
         write_windows(run_dir, report);
     }
 
+    // A divergence is a violation whatever the history says.
+    let mut checked = checked;
+    if let Some(sentence) = summary.convergence.as_ref().and_then(|c| c.sentence()) {
+        checked.verdict = Verdict::Invalid;
+        checked.sentences.insert(0, sentence);
+    }
     let ops = history.operations().map_err(|e| e.to_string())?;
     let stats = statistics(&history, &ops);
     let results = json!({
         "name": config.name,
         "seed": config.seed,
-        "target": config.target,
+        "target": summary.target,
+        "target_version": summary.target_version,
         "workload": config.workload.to_string(),
         "started": utc_stamp(SystemTime::now() - summary.total),
         "duration_s": summary.total.as_secs_f64(),
@@ -174,6 +186,7 @@ pub async fn finish(
         "client": client_stats(&summary),
         "latency_ms": stats.latency,
         "faults": summary.faults,
+        "convergence": summary.convergence,
         "unexpected_exits": cluster.crashes().iter().map(|(n, how)| json!({"node": n, "status": how})).collect::<Vec<_>>(),
         "nodes": cluster.nodes,
         "config": config.to_file(),
@@ -183,6 +196,7 @@ pub async fn finish(
     std::fs::write(run_dir.join("results.json"), text + "\n")
         .map_err(|e| format!("cannot write results.json: {e}"))?;
     point_latest(config, run_dir);
+    crate::report::write_report_or_warn(run_dir);
 
     let verdict_text = match checked.verdict {
         Verdict::Valid => "VALID",

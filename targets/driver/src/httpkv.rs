@@ -48,27 +48,20 @@ impl HttpKvClient {
     /// Performs `request` on `node` (following redirects to the leader), giving up at
     /// `deadline`.
     pub async fn execute(&self, node: &str, request: &Request, deadline: Instant) -> Completion {
+        let key = request.key.as_str();
         match &request.op {
-            Op::Add(x) => self.add_to_set(node, &request.key, x, deadline).await,
-            Op::ReadSet => {
-                let mut c = self.simple(node, &request.key, &Op::Read, deadline).await;
-                if let Outcome::Ok(v) = &c.outcome {
-                    c.outcome = match v {
-                        Value::Null => Outcome::Ok(json!([])),
-                        Value::Array(_) => Outcome::Ok(v.clone()),
-                        other => Outcome::Fail(format!(
-                            "the set key holds {other}, which is not an array"
-                        )),
-                    };
-                }
-                c
+            Op::Add(x) => {
+                let simple =
+                    |n: String, op: Op| async move { self.simple(&n, key, &op, deadline).await };
+                crate::add_via_cas(simple, node, x, deadline).await
             }
-            op => self.simple(node, &request.key, op, deadline).await,
+            Op::ReadSet => crate::as_set(self.simple(node, key, &Op::Read, deadline).await),
+            op => self.simple(node, key, op, deadline).await,
         }
     }
 
     /// A single read, write or cas.
-    async fn simple(&self, node: &str, key: &str, op: &Op, deadline: Instant) -> Completion {
+    pub async fn simple(&self, node: &str, key: &str, op: &Op, deadline: Instant) -> Completion {
         let mut target = node.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let Some(addr) = self.addr_of(&target) else {
@@ -105,75 +98,6 @@ impl HttpKvClient {
         Completion {
             outcome: Outcome::Fail("too many not-leader redirects".to_string()),
             node: target,
-        }
-    }
-
-    /// Adds `x` to the array at `key`: read it, then cas it to the array plus `x`, until the
-    /// cas succeeds. Definitely not added if every cas was definitely refused; unknown if any
-    /// cas had an unknown outcome (it may have gone through).
-    async fn add_to_set(&self, node: &str, key: &str, x: &Value, deadline: Instant) -> Completion {
-        let mut maybe_applied = false;
-        let mut last_node = node.to_string();
-        let mut last_error = String::from("timed out");
-        while Instant::now() < deadline {
-            let read = self.simple(&last_node, key, &Op::Read, deadline).await;
-            last_node = read.node.clone();
-            let current = match read.outcome {
-                Outcome::Ok(v) => v,
-                Outcome::Fail(e) | Outcome::Info(e) => {
-                    last_error = e;
-                    // A read changes nothing: try again shortly.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            };
-            let mut items = match &current {
-                Value::Null => Vec::new(),
-                Value::Array(items) => items.clone(),
-                other => {
-                    return Completion {
-                        outcome: Outcome::Fail(format!(
-                            "the set key holds {other}, which is not an array"
-                        )),
-                        node: last_node,
-                    }
-                }
-            };
-            if items.contains(x) {
-                // Only reachable if an earlier attempt with an unknown outcome went through.
-                return Completion {
-                    outcome: Outcome::Ok(x.clone()),
-                    node: last_node,
-                };
-            }
-            items.push(x.clone());
-            let cas = Op::Cas {
-                from: current,
-                to: Value::Array(items),
-            };
-            let done = self.simple(&read.node, key, &cas, deadline).await;
-            last_node = done.node.clone();
-            match done.outcome {
-                Outcome::Ok(_) => {
-                    return Completion {
-                        outcome: Outcome::Ok(x.clone()),
-                        node: last_node,
-                    }
-                }
-                Outcome::Fail(e) => last_error = e,
-                Outcome::Info(e) => {
-                    maybe_applied = true;
-                    last_error = e;
-                }
-            }
-        }
-        Completion {
-            outcome: if maybe_applied {
-                Outcome::Info(last_error)
-            } else {
-                Outcome::Fail(last_error)
-            },
-            node: last_node,
         }
     }
 
@@ -223,11 +147,42 @@ impl HttpKvClient {
             .map(|n| n.name.clone())
     }
 
-    /// GET /status of a node, if it answers within `timeout`.
-    pub async fn status(&self, node: &NodeSpec, timeout: Duration) -> Option<Value> {
+    /// `GET /kv/{key}?local=true` on exactly `node`: its own applied state. `Ok(None)` when the
+    /// server does not support local reads (400), so the comparison is skipped.
+    pub async fn local_read(&self, node: &str, key: &str) -> Result<Option<Value>, String> {
+        let addr = self
+            .addr_of(node)
+            .ok_or_else(|| format!("unknown node {node}"))?;
         let resp = self
             .http
-            .get(format!("http://{}/status", node.client_addr))
+            .get(format!("http://{addr}/kv/{}?local=true", encode_key(key)))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map_err(|e| format!("{node} did not answer: {}", short_error(&e)))?;
+        match resp.status().as_u16() {
+            200 => {
+                let body: Value = resp
+                    .json()
+                    .await
+                    .map_err(|e| format!("{node} answered with a body that is not JSON: {e}"))?;
+                Ok(Some(body.get("value").cloned().unwrap_or(Value::Null)))
+            }
+            400 => Ok(None),
+            code => Err(format!("{node} answered {code} to a local read")),
+        }
+    }
+
+    /// GET /status of a node, if it answers within `timeout`.
+    pub async fn status(&self, node: &NodeSpec, timeout: Duration) -> Option<Value> {
+        self.get_json(node, "/status", timeout).await
+    }
+
+    /// `GET <path>` on a node's client address: its JSON body, if it answers 2xx in time.
+    pub async fn get_json(&self, node: &NodeSpec, path: &str, timeout: Duration) -> Option<Value> {
+        let resp = self
+            .http
+            .get(format!("http://{}{path}", node.client_addr))
             .timeout(timeout)
             .send()
             .await
@@ -236,6 +191,16 @@ impl HttpKvClient {
             return None;
         }
         resp.json().await.ok()
+    }
+
+    /// Whether `GET <path>` on a node's client address answers 2xx in time.
+    pub async fn get_ok(&self, node: &NodeSpec, path: &str, timeout: Duration) -> bool {
+        self.http
+            .get(format!("http://{}{path}", node.client_addr))
+            .timeout(timeout)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
     }
 }
 

@@ -15,6 +15,11 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod client;
+pub mod consul;
+pub mod custom;
+pub mod etcd;
+pub mod exec;
 pub mod httpkv;
 pub mod process;
 pub mod raft;
@@ -53,4 +58,120 @@ pub enum Outcome {
 pub struct Completion {
     pub outcome: Outcome,
     pub node: String,
+}
+
+/// Text from outside (a driver's output, a server's error) made safe for logs: control
+/// characters escaped, length bounded.
+pub fn sanitize(s: &str, max_chars: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max_chars)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if s.chars().count() > max_chars {
+        out.push('…');
+    }
+    out
+}
+
+/// Adds `x` to the JSON array stored at `key`, with the target's own read and cas: read it,
+/// then cas it to the array plus `x`, until the cas succeeds or `deadline` passes. The add is
+/// definitely not done if every cas was definitely refused, and unknown if any cas had an
+/// unknown outcome (it may have gone through).
+pub async fn add_via_cas<F, Fut>(
+    mut simple: F,
+    node: &str,
+    x: &Value,
+    deadline: std::time::Instant,
+) -> Completion
+where
+    F: FnMut(String, faultline_workloads::Op) -> Fut,
+    Fut: std::future::Future<Output = Completion>,
+{
+    use faultline_workloads::Op;
+    let mut maybe_applied = false;
+    let mut at = node.to_string();
+    let mut last_error = String::from("timed out");
+    while std::time::Instant::now() < deadline {
+        let read = simple(at.clone(), Op::Read).await;
+        at = read.node.clone();
+        let current = match read.outcome {
+            Outcome::Ok(v) => v,
+            Outcome::Fail(e) | Outcome::Info(e) => {
+                last_error = e;
+                // A read changes nothing: try again shortly.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let mut items = match &current {
+            Value::Null => Vec::new(),
+            Value::Array(items) => items.clone(),
+            other => {
+                return Completion {
+                    outcome: Outcome::Fail(format!(
+                        "the set key holds {}, which is not an array",
+                        sanitize(&other.to_string(), 80)
+                    )),
+                    node: at,
+                }
+            }
+        };
+        if items.contains(x) {
+            // Only reachable if an earlier attempt with an unknown outcome went through.
+            return Completion {
+                outcome: Outcome::Ok(x.clone()),
+                node: at,
+            };
+        }
+        items.push(x.clone());
+        let cas = Op::Cas {
+            from: current,
+            to: Value::Array(items),
+        };
+        let done = simple(at.clone(), cas).await;
+        at = done.node.clone();
+        match done.outcome {
+            Outcome::Ok(_) => {
+                return Completion {
+                    outcome: Outcome::Ok(x.clone()),
+                    node: at,
+                }
+            }
+            Outcome::Fail(e) => last_error = e,
+            Outcome::Info(e) => {
+                maybe_applied = true;
+                last_error = e;
+            }
+        }
+    }
+    Completion {
+        outcome: if maybe_applied {
+            Outcome::Info(last_error)
+        } else {
+            Outcome::Fail(last_error)
+        },
+        node: at,
+    }
+}
+
+/// A whole-set read: `null` (never written) reads as the empty set.
+pub fn as_set(mut c: Completion) -> Completion {
+    if let Outcome::Ok(v) = &c.outcome {
+        c.outcome = match v {
+            Value::Null => Outcome::Ok(Value::Array(Vec::new())),
+            Value::Array(_) => Outcome::Ok(v.clone()),
+            other => Outcome::Fail(format!(
+                "the set key holds {}, which is not an array",
+                sanitize(&other.to_string(), 80)
+            )),
+        };
+    }
+    c
 }

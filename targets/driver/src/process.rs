@@ -34,6 +34,8 @@ pub struct Launch {
     /// Where stdout and stderr go (appended to).
     pub log: PathBuf,
     pub run_id: String,
+    /// A network namespace to run in (a file such as `/run/netns/NAME`), if any.
+    pub netns: Option<PathBuf>,
 }
 
 /// A running (or exited) node process.
@@ -98,6 +100,14 @@ fn spawn_here(launch: &Launch) -> Result<NodeProcess, String> {
     let log_err = log
         .try_clone()
         .map_err(|e| format!("cannot open {}: {e}", launch.log.display()))?;
+    // Opened here, before the fork: the child only has to call setns on it.
+    let netns = match &launch.netns {
+        Some(path) => Some(
+            File::open(path)
+                .map_err(|e| format!("cannot open network namespace {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut cmd = Command::new(&launch.program);
     cmd.args(&launch.args)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
@@ -107,12 +117,17 @@ fn spawn_here(launch: &Launch) -> Result<NodeProcess, String> {
         .stdout(log)
         .stderr(log_err)
         .process_group(0);
-    // SAFETY: the closure runs in the child between fork and exec and only makes one
-    // async-signal-safe system call (prctl).
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe system calls (prctl, setns) on data prepared before the fork.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+            if let Some(ns) = &netns {
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+            }
+            Ok(())
         });
     }
     let mut child = cmd

@@ -1,6 +1,7 @@
 //! The bundled Raft key-value store as a target: each node is `faultline node` (this very
 //! binary), speaking `http-kv`.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -19,18 +20,19 @@ pub struct RaftOptions {
     pub read_mode: Option<String>,
 }
 
-/// How to launch node `node` of `cluster`.
+/// How to launch `node`. `peers` says where it must dial each other node: their peer
+/// addresses, or proxies in between.
 pub fn launch(
     exe: &Path,
     node: &NodeSpec,
-    cluster: &[NodeSpec],
+    peers: &[(u64, SocketAddr)],
     opts: &RaftOptions,
     run_id: &str,
 ) -> Launch {
-    let peers: Vec<String> = cluster
+    let peers: Vec<String> = peers
         .iter()
-        .filter(|n| n.id != node.id)
-        .map(|n| format!("{}={}", n.id, n.peer_addr))
+        .filter(|(id, _)| *id != node.id)
+        .map(|(id, addr)| format!("{id}={addr}"))
         .collect();
     let mut args = vec![
         "node".to_string(),
@@ -59,6 +61,7 @@ pub fn launch(
         env: Vec::new(),
         log: node.log_path.clone(),
         run_id: run_id.to_string(),
+        netns: None,
     }
 }
 

@@ -26,7 +26,7 @@ pub struct BugInfo {
 pub const ALL_BUGS: &[BugInfo] = &[
     BugInfo {
         name: "stale-read",
-        summary: "A node that believes it is leader answers reads from its local state without confirming it still leads, so a deposed leader serves stale values.",
+        summary: "A node that believes it is leader answers reads from its local state without confirming it still leads, and (as in systems without check-quorum) an isolated leader keeps believing it, so a deposed leader serves stale values.",
     },
     BugInfo {
         name: "lease-ignores-drift",

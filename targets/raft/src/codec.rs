@@ -137,6 +137,11 @@ impl Reader {
 
 const ENTRY_MIN_LEN: usize = 8 + 8 + 1 + 4;
 
+/// How many bytes [`put_entry`] writes for `e`.
+pub fn entry_len(e: &Entry) -> usize {
+    ENTRY_MIN_LEN + e.data.len()
+}
+
 pub fn put_entry(w: &mut Writer<'_>, e: &Entry) {
     w.u64(e.term);
     w.u64(e.index);

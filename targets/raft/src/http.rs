@@ -290,11 +290,18 @@ fn answer(reply: ClientReply, written: Option<&str>) -> Response {
     }
 }
 
-async fn get_kv(State(api): State<Api>, path: Result<Path<String>, PathRejection>) -> Response {
+async fn get_kv(
+    State(api): State<Api>,
+    uri: axum::http::Uri,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
     let key = match key_of(path) {
         Ok(k) => k,
         Err(r) => return *r,
     };
+    if wants_local(&uri) {
+        return local_read(&api, key).await;
+    }
     match submit(&api, Request::Get { key }).await {
         Ok(reply) => answer(reply, None),
         Err(r) => *r,
@@ -353,6 +360,42 @@ async fn cas_kv(
     {
         Ok(reply) => answer(reply, Some(&to)),
         Err(r) => *r,
+    }
+}
+
+/// `?local=true`: the caller asks for this node's own applied state.
+fn wants_local(uri: &axum::http::Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "local=true" || kv == "local=1"))
+}
+
+/// A read of this node's applied state, with no leadership check: any node answers, and the
+/// answer may be stale. Meant for comparing replicas after a test, not for clients that want
+/// linearizable reads.
+async fn local_read(api: &Api, key: String) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if api
+        .events
+        .send(Event::LocalRead { key, reply: tx })
+        .is_err()
+    {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            Outcome::NotExecuted,
+            "the node is shutting down".into(),
+            Map::new(),
+        );
+    }
+    match tokio::time::timeout(api.timeout, rx).await {
+        Ok(Ok(v)) => value_response(&v),
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Outcome::NotExecuted,
+            "the node did not answer in time".into(),
+            Map::new(),
+        ),
     }
 }
 
@@ -416,5 +459,28 @@ mod tests {
         let a: Value = serde_json::from_str(r#"{ "b": [1, {"y":2,"x":1}], "a": "s\"q" }"#).unwrap();
         assert_eq!(canonical(&a), r#"{"a":"s\"q","b":[1,{"x":1,"y":2}]}"#);
         assert_eq!(canonical(&Value::Null), NULL);
+    }
+
+    /// Pins what `docs/http-kv.md` says about numbers: integers that fit in 64 bits stay
+    /// integers; every other number (fractions, exponents, integers beyond 64 bits) becomes a
+    /// 64-bit float in its shortest round-trip spelling; numbers beyond the float range are not
+    /// JSON values this server accepts.
+    #[test]
+    fn numbers_are_integers_within_64_bits_and_floats_otherwise() {
+        let canon = |text: &str| canonical(&serde_json::from_str::<Value>(text).unwrap());
+        for (given, stored) in [
+            ("1", "1"),
+            ("-9223372036854775808", "-9223372036854775808"),
+            ("18446744073709551615", "18446744073709551615"),
+            ("1.0", "1.0"),
+            ("1.50", "1.5"),
+            ("1e2", "100.0"),
+            ("18446744073709551616", "1.8446744073709552e+19"),
+            ("123456789012345678901234567890", "1.2345678901234568e+29"),
+        ] {
+            assert_eq!(canon(given), stored, "{given}");
+        }
+        assert_ne!(canon("1"), canon("1.0"));
+        assert!(serde_json::from_str::<Value>("1e400").is_err());
     }
 }

@@ -5,6 +5,10 @@
 //! handles any event it first catches the tick count up with the clock, so after the process
 //! was stopped (SIGSTOP) and resumed, the core sees all the time that passed — a leader whose
 //! lease expired meanwhile has already stepped down or lost the lease before it answers a read.
+//! If the monotonic clock steps *backwards* (libfaketime, a VM migration, a broken clocksource),
+//! the lease is expired at once and ticks go on from the new reading (see [`TickClock`]): the
+//! lease is counted in ticks, and ticks that stalled until the clock regained the lost ground
+//! would stretch it by the size of the step.
 //!
 //! Durability: a dedicated storage thread takes the replica's [`Persist`] batches in order,
 //! writes whatever is queued, issues one `fdatasync` for all of it (group commit: concurrent
@@ -63,16 +67,18 @@ pub struct NodeArgs {
     /// Heartbeat interval.
     #[arg(long, default_value_t = 50)]
     pub heartbeat_ms: u64,
-    /// Clock-drift allowance subtracted from the leader lease.
+    /// Clock-drift allowance subtracted from the leader lease (rounded up to whole ticks; must
+    /// be shorter than the election timeout).
     #[arg(long, default_value_t = 30)]
     pub lease_drift_ms: u64,
     /// Take a snapshot every this many applied entries.
     #[arg(long, default_value_t = 1000)]
     pub snapshot_threshold: u64,
-    /// Answer a request with "timeout, outcome unknown" after this long.
+    /// Answer a request with "timeout, outcome unknown" after this long (at most one day).
     #[arg(long, default_value_t = 3000)]
     pub request_timeout_ms: u64,
-    /// Cluster name checked in the peer handshake, so nodes of different clusters never talk.
+    /// Cluster name checked in the peer handshake, so nodes of different clusters never talk
+    /// (at most 256 bytes).
     #[arg(long, default_value = "faultline")]
     pub cluster_id: String,
 }
@@ -92,6 +98,11 @@ pub enum Event {
         reply: oneshot::Sender<ClientReply>,
     },
     Status(oneshot::Sender<Status>),
+    /// `GET /kv/{key}?local=true`: the value in this node's applied state.
+    LocalRead {
+        key: String,
+        reply: oneshot::Sender<String>,
+    },
     Persisted(Option<crate::core::PersistToken>),
     StorageFailed(String),
 }
@@ -138,6 +149,10 @@ fn ticks(ms: u64, tick_ms: u64, flag: &str) -> anyhow::Result<u32> {
     u32::try_from(t).map_err(|_| anyhow::anyhow!("{flag} {ms} is too large"))
 }
 
+/// Longest `--request-timeout-ms` accepted: a day is already far beyond any useful timeout, and
+/// a bound keeps deadline arithmetic (`Instant + Duration`) from overflowing.
+const MAX_REQUEST_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+
 fn setup(args: &NodeArgs, bugs: Bugs) -> anyhow::Result<Setup> {
     let missing = |flag: &str| anyhow::anyhow!("{flag} is required (see `faultline node --help`)");
     let id = args.id.ok_or_else(|| missing("--id"))?;
@@ -152,6 +167,13 @@ fn setup(args: &NodeArgs, bugs: Bugs) -> anyhow::Result<Setup> {
         .ok_or_else(|| missing("--peer-addr"))?;
     if id == 0 {
         anyhow::bail!("--id must be a positive integer (0 is reserved)");
+    }
+    if args.cluster_id.len() > transport::MAX_CLUSTER_ID {
+        anyhow::bail!(
+            "--cluster-id is {} bytes long; at most {} are allowed (it travels in the peer handshake, which is kept small)",
+            args.cluster_id.len(),
+            transport::MAX_CLUSTER_ID
+        );
     }
     let mut peers = HashMap::new();
     for item in &args.peers {
@@ -197,11 +219,18 @@ fn setup(args: &NodeArgs, bugs: Bugs) -> anyhow::Result<Setup> {
         "--election-timeout-ms",
     )?;
     core.heartbeat_tick = ticks(args.heartbeat_ms, args.tick_ms, "--heartbeat-ms")?;
-    core.lease_drift_ticks = ticks(
-        args.lease_drift_ms.div_ceil(args.tick_ms) * args.tick_ms,
-        args.tick_ms,
-        "--lease-drift-ms",
-    )?;
+    // Whole ticks, rounded up (a partial tick of drift still needs a tick of margin). No
+    // multiplication back to milliseconds, so no overflow for any u64 the flag can hold.
+    let drift_ticks = args.lease_drift_ms.div_ceil(args.tick_ms);
+    core.lease_drift_ticks = match u32::try_from(drift_ticks) {
+        Ok(t) if t < core.election_tick => t,
+        _ => anyhow::bail!(
+            "--lease-drift-ms {} is too large: the drift allowance must be shorter than the \
+             election timeout (--election-timeout-ms {})",
+            args.lease_drift_ms,
+            args.election_timeout_ms
+        ),
+    };
     core.bugs = bugs;
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -219,6 +248,12 @@ fn setup(args: &NodeArgs, bugs: Bugs) -> anyhow::Result<Setup> {
     }
     if args.snapshot_threshold == 0 {
         anyhow::bail!("--snapshot-threshold must be at least 1");
+    }
+    if args.request_timeout_ms > MAX_REQUEST_TIMEOUT_MS {
+        anyhow::bail!(
+            "--request-timeout-ms {} is too large (at most {MAX_REQUEST_TIMEOUT_MS}, one day)",
+            args.request_timeout_ms
+        );
     }
     Ok(Setup {
         id,
@@ -325,6 +360,7 @@ async fn serve(cluster_id: String, setup: Setup) -> anyhow::Result<()> {
     let transport = transport::start_outbound(&me, &setup.peers);
     let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
     let members = setup.replica.core.voters.clone();
+    let max_catch_up = 16 * u64::from(setup.replica.core.election_tick);
     tokio::spawn(transport::serve_inbound(
         peer_listener,
         me,
@@ -354,8 +390,7 @@ async fn serve(cluster_id: String, setup: Setup) -> anyhow::Result<()> {
         deadlines: VecDeque::new(),
         next_req: 1,
         started,
-        tick: setup.tick,
-        ticks_done: 0,
+        clock: TickClock::new(started, setup.tick, max_catch_up),
         request_timeout: setup.request_timeout,
         client_addrs: HashMap::new(),
         client_addr,
@@ -410,6 +445,114 @@ fn start_storage_thread(
     Ok(tx)
 }
 
+/// Turns readings of the monotonic clock into core ticks.
+///
+/// Ticks are counted from a base reading: at reading `now`, `base_ticks + (now - base) / tick`
+/// ticks are due in all, so the ticks missed while the process was stopped arrive all at once.
+/// The monotonic clock can step backwards all the same (libfaketime, a VM migration, a broken
+/// clocksource). Then the clock is re-based at the new reading, so ticks go on at the normal rate
+/// from there instead of stalling until the clock regains the lost ground, and the caller is told
+/// so it can expire the lease: the time between the previous reading and the step is lost to the
+/// tick count, which therefore no longer bounds the real time since anything was sent.
+///
+/// A forward jump delivers its ticks, but at most `max_catch_up` of them (enough for every
+/// timer in the core to fire, and a lease to run out, many times over): a clock set a year ahead
+/// must not make the loop spin through billions of ticks. Ticks withheld that way also leave the
+/// count behind real time, so they expire the lease too.
+struct TickClock {
+    tick: Duration,
+    base: Instant,
+    base_ticks: u64,
+    /// The latest reading.
+    last: Instant,
+    /// Ticks delivered so far.
+    done: u64,
+    max_catch_up: u64,
+}
+
+/// What one clock reading asks of the core.
+#[derive(Debug, PartialEq, Eq)]
+struct ClockReading {
+    /// Ticks to deliver now.
+    ticks: u64,
+    /// The clock went back by this much since the previous reading.
+    stepped_back: Option<Duration>,
+    /// More ticks were due than `max_catch_up`: the rest were dropped.
+    clamped: bool,
+}
+
+impl TickClock {
+    fn new(start: Instant, tick: Duration, max_catch_up: u64) -> TickClock {
+        TickClock {
+            tick: tick.max(Duration::from_nanos(1)),
+            base: start,
+            base_ticks: 0,
+            last: start,
+            done: 0,
+            max_catch_up: max_catch_up.max(1),
+        }
+    }
+
+    fn read(&mut self, now: Instant) -> ClockReading {
+        if now < self.last {
+            let back = self.last.duration_since(now);
+            self.base = now;
+            self.base_ticks = self.done;
+            self.last = now;
+            return ClockReading {
+                ticks: 0,
+                stepped_back: Some(back),
+                clamped: false,
+            };
+        }
+        self.last = now;
+        let since = now.duration_since(self.base).as_nanos() / self.tick.as_nanos();
+        let due = self
+            .base_ticks
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+            .saturating_sub(self.done);
+        let clamped = due > self.max_catch_up;
+        let ticks = due.min(self.max_catch_up);
+        self.done += ticks;
+        if clamped {
+            // Re-base so the dropped ticks are not owed later.
+            self.base = now;
+            self.base_ticks = self.done;
+        }
+        ClockReading {
+            ticks,
+            stepped_back: None,
+            clamped,
+        }
+    }
+}
+
+/// Reads the clock at `now` and brings `replica` up to date with it: expires the lease if the
+/// clock went backwards (or jumped further ahead than is caught up), then delivers the ticks due.
+fn advance_clock(clock: &mut TickClock, replica: &mut Replica, now: Instant) {
+    let r = clock.read(now);
+    if let Some(back) = r.stepped_back {
+        tracing::warn!(
+            back_ms = back.as_millis() as u64,
+            "the monotonic clock went backwards; the leader lease (if any) is expired and reads \
+             go through ReadIndex until a new heartbeat round renews it"
+        );
+        replica.expire_lease();
+    }
+    if r.clamped {
+        tracing::warn!(
+            ticks = r.ticks,
+            "far more time passed since the last clock reading than is worth replaying tick by \
+             tick (a long pause, or the monotonic clock jumped ahead); catching up a bounded \
+             number of ticks and expiring the leader lease (if any)"
+        );
+        replica.expire_lease();
+    }
+    for _ in 0..r.ticks {
+        replica.tick();
+    }
+}
+
 struct RaftLoop {
     replica: Replica,
     transport: Transport,
@@ -419,8 +562,7 @@ struct RaftLoop {
     deadlines: VecDeque<(Instant, ReqId)>,
     next_req: ReqId,
     started: Instant,
-    tick: Duration,
-    ticks_done: u64,
+    clock: TickClock,
     request_timeout: Duration,
     /// Peers' client addresses, learned from their handshakes.
     client_addrs: HashMap<NodeId, String>,
@@ -441,7 +583,7 @@ impl RaftLoop {
         mut events: mpsc::UnboundedReceiver<Event>,
         mut inbound: mpsc::UnboundedReceiver<Inbound>,
     ) -> anyhow::Result<()> {
-        let mut interval = tokio::time::interval(self.tick);
+        let mut interval = tokio::time::interval(self.clock.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let wake = tokio::select! {
@@ -469,16 +611,12 @@ impl RaftLoop {
                 }
             }
             self.expire_requests();
-            self.drain_ready();
+            self.drain_ready()?;
         }
     }
 
     fn catch_up_ticks(&mut self) {
-        let target = (self.started.elapsed().as_nanos() / self.tick.as_nanos().max(1)) as u64;
-        while self.ticks_done < target {
-            self.replica.tick();
-            self.ticks_done += 1;
-        }
+        advance_clock(&mut self.clock, &mut self.replica, Instant::now());
     }
 
     fn handle_inbound(&mut self, m: Inbound) {
@@ -502,6 +640,9 @@ impl RaftLoop {
             }
             Event::Status(tx) => {
                 let _ = tx.send(self.status());
+            }
+            Event::LocalRead { key, reply } => {
+                let _ = reply.send(self.replica.local_value(&key));
             }
             Event::Persisted(token) => {
                 if let Some(t) = token {
@@ -529,9 +670,17 @@ impl RaftLoop {
         }
     }
 
-    fn drain_ready(&mut self) {
+    fn drain_ready(&mut self) -> anyhow::Result<()> {
         while self.replica.has_ready() {
             let rd = self.replica.ready();
+            if let Some(why) = rd.fatal {
+                // Nothing of this ready is sent or persisted: the durable state stays the
+                // consistent one from before, which a restart recovers.
+                anyhow::bail!(
+                    "{why}; stopping (restart the node: it recovers its last durable state and \
+                     fetches the snapshot again)"
+                );
+            }
             for m in rd.messages {
                 self.transport.send(m);
             }
@@ -552,6 +701,7 @@ impl RaftLoop {
                 }
             }
         }
+        Ok(())
     }
 
     fn status(&self) -> Status {
@@ -586,5 +736,166 @@ impl RaftLoop {
             client_addr: self.client_addr.clone(),
             members: self.members.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    const TICK: Duration = Duration::from_millis(10);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_tick_clock_delivers_the_ticks_missed_while_stopped_all_at_once() {
+        let t0 = Instant::now();
+        let mut c = TickClock::new(t0, TICK, 1000);
+        assert_eq!(c.read(t0 + ms(35)).ticks, 3);
+        assert_eq!(c.read(t0 + ms(39)).ticks, 0);
+        // A pause of two seconds: all 200 ticks at the first reading after it.
+        let r = c.read(t0 + ms(2040));
+        assert_eq!((r.ticks, r.stepped_back, r.clamped), (201, None, false));
+    }
+
+    /// A backward step is reported, and ticks go on at the normal rate from the new reading
+    /// instead of stalling until the clock is back where it was (which would stretch the lease).
+    #[test]
+    fn the_tick_clock_reports_a_backward_step_and_keeps_ticking_after_it() {
+        let t0 = Instant::now();
+        let mut c = TickClock::new(t0, TICK, 1000);
+        assert_eq!(c.read(t0 + ms(1000)).ticks, 100);
+        let r = c.read(t0 + ms(400));
+        assert_eq!((r.ticks, r.stepped_back), (0, Some(ms(600))));
+        assert_eq!(
+            c.read(t0 + ms(450)).ticks,
+            5,
+            "ticking goes on after the step"
+        );
+        assert_eq!(c.read(t0 + ms(1100)).ticks, 65);
+    }
+
+    #[test]
+    fn the_tick_clock_bounds_the_catch_up_after_a_huge_forward_jump() {
+        let t0 = Instant::now();
+        let mut c = TickClock::new(t0, TICK, 1000);
+        let year = Duration::from_secs(365 * 24 * 3600);
+        let r = c.read(t0 + year);
+        assert_eq!((r.ticks, r.clamped), (1000, true));
+        // The dropped ticks are not owed later.
+        assert_eq!(c.read(t0 + year + ms(20)).ticks, 2);
+    }
+
+    /// A one-node lease-mode leader, driven by the clock from `t0` for a second.
+    fn lease_leader(t0: Instant) -> (Replica, TickClock) {
+        let cfg = ReplicaConfig {
+            core: Config::new(1, vec![1]),
+            read_mode: ReadMode::Lease,
+            snapshot_threshold: 1000,
+        };
+        let mut r = Replica::new(cfg).unwrap();
+        let mut clock = TickClock::new(t0, TICK, 1000);
+        for i in 0..=100 {
+            advance_clock(&mut clock, &mut r, t0 + ms(10 * i));
+            settle(&mut r);
+        }
+        assert!(r.core().is_leader());
+        (r, clock)
+    }
+
+    /// Persists (instantly) and drops everything a replica has to say.
+    fn settle(r: &mut Replica) {
+        while r.has_ready() {
+            let rd = r.ready();
+            assert_eq!(rd.fatal, None);
+            if let Some(t) = rd.persist.token {
+                r.advance(t);
+            }
+        }
+    }
+
+    /// The node's side of lease safety under a backward clock step: the leader stops serving
+    /// lease reads at once, and regains the lease only from a heartbeat round sent after the
+    /// step, with ticks running normally again.
+    #[test]
+    fn a_backward_clock_step_expires_the_lease_until_a_new_round_renews_it() {
+        let t0 = Instant::now();
+        let (mut r, mut clock) = lease_leader(t0);
+        assert!(
+            r.core().lease_read_index().is_some(),
+            "{}",
+            r.core().describe()
+        );
+        // Back by half a second: with ticks stalled until the clock is back at t0+1s, the lease
+        // would have stayed valid for that half second on top of its length.
+        advance_clock(&mut clock, &mut r, t0 + ms(500));
+        settle(&mut r);
+        assert!(
+            r.core().lease_read_index().is_none(),
+            "no lease reads across a backward step"
+        );
+        for i in 1..=10 {
+            advance_clock(&mut clock, &mut r, t0 + ms(500 + 10 * i));
+            settle(&mut r);
+        }
+        assert!(
+            r.core().lease_read_index().is_some(),
+            "a heartbeat round after the step renews the lease"
+        );
+    }
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    fn setup_with(extra: &[&str]) -> anyhow::Result<Setup> {
+        let mut args = vec![
+            "node",
+            "--id",
+            "1",
+            "--data-dir",
+            "/nonexistent",
+            "--client-addr",
+            "127.0.0.1:0",
+            "--peer-addr",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(args)?;
+        setup(&cli.node, Bugs::default())
+    }
+
+    #[test]
+    fn absurd_lease_drift_timeout_and_cluster_id_values_are_flag_errors_not_overflows() {
+        let max = u64::MAX.to_string();
+        let near_max = (u64::MAX - 3).to_string();
+        for (flag, value) in [
+            ("--lease-drift-ms", max.as_str()),
+            ("--lease-drift-ms", near_max.as_str()),
+            ("--lease-drift-ms", "150"),
+            ("--request-timeout-ms", max.as_str()),
+        ] {
+            for mode in ["read-index", "lease"] {
+                let err = setup_with(&[flag, value, "--read-mode", mode])
+                    .err()
+                    .unwrap_or_else(|| panic!("{flag} {value} must be refused"))
+                    .to_string();
+                assert!(err.contains(flag), "{flag} {value}: {err}");
+            }
+        }
+        let long_cluster = "c".repeat(transport::MAX_CLUSTER_ID + 1);
+        let err = setup_with(&["--cluster-id", &long_cluster]).err().unwrap();
+        assert!(err.to_string().contains("--cluster-id"), "{err}");
+        let s = setup_with(&["--lease-drift-ms", "25", "--read-mode", "lease"]).unwrap();
+        assert_eq!(
+            s.replica.core.lease_drift_ticks, 3,
+            "rounded up to whole ticks"
+        );
     }
 }

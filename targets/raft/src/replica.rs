@@ -128,6 +128,9 @@ pub struct ReplicaReady {
     /// The committed entries applied to the state machine in this step (for observers such as
     /// the simulation's safety checks; the node ignores them).
     pub applied: Vec<Entry>,
+    /// The replica cannot go on (see [`Replica::ready`]); everything else in this `Ready` is
+    /// empty and must not be acted upon: the caller must stop this replica and discard it.
+    pub fatal: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -158,6 +161,8 @@ pub struct Replica {
     skip_next_apply: bool,
     snapshots_installed: u64,
     snapshots_taken: u64,
+    /// Set when the replica hit a state it cannot go on from; every later `ready` repeats it.
+    failed: Option<String>,
 }
 
 impl Replica {
@@ -195,6 +200,7 @@ impl Replica {
             skip_next_apply: bugs.skip_apply_on_restart,
             snapshots_installed: 0,
             snapshots_taken: 0,
+            failed: None,
         })
     }
 
@@ -231,6 +237,12 @@ impl Replica {
 
     pub fn step(&mut self, m: Message) {
         self.core.step(m);
+    }
+
+    /// Ends the leader lease (see [`RawNode::expire_lease`]): the node's monotonic clock went
+    /// backwards, so the ticks the lease is counted in no longer bound the real time elapsed.
+    pub fn expire_lease(&mut self) {
+        self.core.expire_lease();
     }
 
     /// Starts an election now (for tests and the model check).
@@ -281,6 +293,12 @@ impl Replica {
         }
     }
 
+    /// The value of `key` in this replica's applied state (canonical JSON text; `null` if
+    /// unset), with no leadership check.
+    pub fn local_value(&self, key: &str) -> String {
+        self.kv.get(key).to_string()
+    }
+
     fn submit_write(&mut self, req: ReqId, cmd: Command) {
         let data = cmd.encode();
         match self.core.propose(data) {
@@ -318,21 +336,43 @@ impl Replica {
     }
 
     pub fn has_ready(&self) -> bool {
-        !self.responses.is_empty() || self.core.has_ready()
+        self.failed.is_some() || !self.responses.is_empty() || self.core.has_ready()
     }
 
     /// Collects everything to send, persist and answer. Applies committed entries and any
     /// snapshot from the leader to the state machine, and takes a snapshot when due.
+    ///
+    /// A snapshot from the leader that does not decode makes the replica fail: the `Ready` has
+    /// only [`ReplicaReady::fatal`] set, and the caller must stop. By then the core has already
+    /// adopted the snapshot (its log restarts after it, its commit index is past it), so this
+    /// replica can neither apply it nor go on without it: marking the snapshot applied over the
+    /// old state would be silent divergence, and unwinding the core is not possible. Stopping is
+    /// safe because nothing of it is persisted or acknowledged (the snapshot is not handed to
+    /// storage and its acknowledgement, a persisted message, is never sent): the durable state
+    /// is still the consistent pre-snapshot one, and a restarted node asks the leader again.
     pub fn ready(&mut self) -> ReplicaReady {
+        if let Some(why) = &self.failed {
+            return ReplicaReady {
+                fatal: Some(why.clone()),
+                ..ReplicaReady::default()
+            };
+        }
         let rd = self.core.ready();
         if let Some(s) = &rd.snapshot {
             match KvState::restore(&s.data) {
                 Ok(kv) => self.kv = kv,
                 Err(e) => {
-                    // The leader's own encoding; only a bug or a corrupted frame gets here. Keep
-                    // going with the applied index moved so the log stays consistent, and say so.
-                    tracing::error!(index = s.index, error = %e, "snapshot from the leader does not decode");
-                    self.kv.skip(s.index);
+                    // Only a bug or a frame corrupted past its checksum gets here.
+                    let why = format!(
+                        "the snapshot from the leader at index {} (term {}) does not decode ({e}); \
+                         this node cannot install it and must not go on without it",
+                        s.index, s.term
+                    );
+                    self.failed = Some(why.clone());
+                    return ReplicaReady {
+                        fatal: Some(why),
+                        ..ReplicaReady::default()
+                    };
                 }
             }
             self.snapshots_installed += 1;
@@ -397,6 +437,7 @@ impl Replica {
             },
             responses: std::mem::take(&mut self.responses),
             applied: rd.committed_entries,
+            fatal: None,
         }
     }
 
@@ -458,5 +499,87 @@ fn to_response(a: Applied) -> Response {
         Applied::Written => Response::Written,
         Applied::CasOk => Response::CasOk,
         Applied::CasMismatch { current } => Response::CasMismatch { current },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::core::MessageBody;
+
+    fn follower() -> Replica {
+        Replica::new(ReplicaConfig {
+            core: Config::new(2, vec![1, 2, 3]),
+            read_mode: ReadMode::ReadIndex,
+            snapshot_threshold: 1000,
+        })
+        .unwrap()
+    }
+
+    fn snapshot_message(data: Bytes) -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: MessageBody::Snapshot {
+                snapshot: Snapshot {
+                    index: 10,
+                    term: 3,
+                    data,
+                },
+                read_seq: 1,
+            },
+        }
+    }
+
+    /// §7, InstallSnapshot: a snapshot whose data does not decode stops the replica. It is not
+    /// marked applied over the old state (silent divergence), not handed to storage, and not
+    /// acknowledged to the leader.
+    #[test]
+    fn test_7_a_snapshot_that_does_not_decode_stops_the_replica_without_applying_or_acking_it() {
+        let mut r = follower();
+        r.step(snapshot_message(Bytes::from_static(b"not a kv snapshot")));
+        assert!(r.has_ready());
+        let rd = r.ready();
+        let why = rd.fatal.expect("the replica must fail");
+        assert!(
+            why.contains("index 10") && why.contains("does not decode"),
+            "{why}"
+        );
+        assert_eq!(r.kv().applied(), 0, "the old state is not marked applied");
+        assert!(
+            !rd.persist.writes(),
+            "nothing is persisted: {:?}",
+            rd.persist
+        );
+        assert!(rd.persist.persisted_messages.is_empty() && rd.messages.is_empty());
+        assert!(rd.persist.token.is_none() && rd.responses.is_empty());
+        // It stays failed: a caller that asks again gets the same answer, never a normal ready.
+        assert!(r.has_ready());
+        assert_eq!(r.ready().fatal, Some(why));
+    }
+
+    /// The same message with a well-formed snapshot installs it (the control for the test
+    /// above).
+    #[test]
+    fn test_7_a_well_formed_snapshot_from_the_leader_is_installed_and_acknowledged() {
+        let mut leader_state = KvState::new();
+        leader_state.skip(10);
+        let mut r = follower();
+        r.step(snapshot_message(leader_state.snapshot()));
+        let rd = r.ready();
+        assert_eq!(rd.fatal, None);
+        assert_eq!(r.kv().applied(), 10);
+        assert_eq!(rd.persist.snapshot.map(|s| s.index), Some(10));
+        assert!(rd.persist.persisted_messages.iter().any(|m| matches!(
+            m.body,
+            MessageBody::AppendResp {
+                reject: false,
+                index: 10,
+                ..
+            }
+        )));
     }
 }

@@ -806,6 +806,11 @@ impl Sim {
                 break;
             }
             let mut rd: ReplicaReady = r.ready();
+            if let Some(why) = rd.fatal.take() {
+                // The node would stop; in the simulation every snapshot is well-formed, so
+                // this is a bug in the replica.
+                return Err(format!("n{} failed: {why}", i + 1));
+            }
             let applied_after = r.kv().applied();
             let digest = r.kv().digest();
             let term = r.core().term();

@@ -13,12 +13,22 @@
 //! always the first record), 2 = hard state, 3 = entries (which replace any stored entries from
 //! the first one's index on, as Raft's conflict truncation does).
 //!
+//! No record is longer than [`MAX_RECORD`]: a batch of entries that would make a longer one (a
+//! leader can batch thousands of 1 MiB writes into one append), and the whole log written out
+//! when a new generation starts, are split into as many entries records as it takes. Recovery
+//! reads them back one by one with the same meaning as one big record. A single entry too large
+//! for any record is a write error (the node stops), never a record recovery would reject.
+//!
 //! Recovery reads records in order. A record that is incomplete or fails its checksum *and is
 //! followed by no valid record* is the torn tail of a write that was interrupted by a crash: it
 //! was never fsynced, so nothing was acknowledged on its strength, and it is truncated away (with
 //! a warning). A bad record *followed by a valid one* means the disk lost or corrupted data
 //! that had been synced: recovery refuses to start and names the file and offset, because
-//! silently dropping it could drop acknowledged writes.
+//! silently dropping it could drop acknowledged writes. A record whose checksum is valid but
+//! which does not decode was written whole (a torn write cannot produce a matching checksum,
+//! barring a 1-in-4-billion accident), so it is never a torn tail either: it is a bug or a
+//! record of a format this build does not know, and recovery refuses to start, naming the file
+//! and offset, wherever in the file it is.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -35,8 +45,11 @@ const WAL_VERSION: u32 = 1;
 const REC_META: u8 = 1;
 const REC_HARD_STATE: u8 = 2;
 const REC_ENTRIES: u8 = 3;
-/// Largest record accepted; anything claiming more is corruption.
-const MAX_RECORD: usize = 256 << 20;
+/// Largest record payload written or accepted; a length field claiming more is corruption.
+/// (Well below `u32::MAX`, so the length field can never wrap.)
+pub const MAX_RECORD: usize = 256 << 20;
+/// The bytes of an entries record that are not entries: the record type and the entry count.
+const ENTRIES_OVERHEAD: usize = 1 + 4;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"FLSNAP01";
 
 /// A storage failure, always naming the file involved.
@@ -57,6 +70,18 @@ pub enum StorageError {
         offset: u64,
         why: String,
         next: u64,
+    },
+    #[error(
+        "{path}: the WAL record at byte offset {offset} has a valid checksum but does not decode ({why}); \
+         it was written whole, so it is not a torn write: it was written by a bug or by a build with \
+         another WAL format. Refusing to start rather than drop it (and whatever follows it). \
+         Run the build that wrote this data directory, or remove the directory to rejoin the cluster \
+         as an empty node"
+    )]
+    Undecodable {
+        path: PathBuf,
+        offset: u64,
+        why: String,
     },
     #[error("{path}: {why}")]
     Invalid { path: PathBuf, why: String },
@@ -84,6 +109,8 @@ pub struct Storage {
     entries: Vec<Entry>,
     /// Whether anything was written since the last sync.
     dirty: bool,
+    /// Largest record payload ([`MAX_RECORD`]; smaller in tests, to exercise splitting).
+    max_record: usize,
 }
 
 fn wal_name(generation: u64) -> String {
@@ -99,6 +126,9 @@ fn parse_wal_name(name: &str) -> Option<u64> {
 }
 
 fn encode_record(buf: &mut BytesMut, payload: &[u8]) {
+    // Every caller keeps payloads within MAX_RECORD (entries are split by `encode_entries`; the
+    // other records are a few bytes), so the length fits the u32 field.
+    debug_assert!(payload.len() <= MAX_RECORD);
     let mut w = Writer(buf);
     w.u32(payload.len() as u32);
     w.u32(crc32fast::hash(payload));
@@ -130,6 +160,47 @@ fn entries_payload(entries: &[Entry]) -> Vec<u8> {
     b.to_vec()
 }
 
+/// Appends `entries` to `buf` as entries records of at most `max_record` payload bytes each,
+/// consecutive runs in order. Replaying them one after the other has the same effect as one
+/// record holding all of them: each replaces the stored entries from its first index on, and
+/// each after the first starts right after the one before. An entry too large to fit in a record
+/// on its own is an error naming it (`path` is the WAL it was to go to).
+fn encode_entries(
+    buf: &mut BytesMut,
+    entries: &[Entry],
+    max_record: usize,
+    path: &Path,
+) -> Result<(), StorageError> {
+    let mut start = 0;
+    while start < entries.len() {
+        let mut size = ENTRIES_OVERHEAD;
+        let mut end = start;
+        while end < entries.len() {
+            let len = codec::entry_len(&entries[end]);
+            if size + len > max_record {
+                break;
+            }
+            size += len;
+            end += 1;
+        }
+        if end == start {
+            let e = &entries[start];
+            return Err(StorageError::Invalid {
+                path: path.to_path_buf(),
+                why: format!(
+                    "log entry {} (term {}) is {} bytes, more than one WAL record can hold ({max_record} bytes); not writing it",
+                    e.index,
+                    e.term,
+                    codec::entry_len(e)
+                ),
+            });
+        }
+        encode_record(buf, &entries_payload(&entries[start..end]));
+        start = end;
+    }
+    Ok(())
+}
+
 enum Record {
     Meta { version: u32, node_id: NodeId },
     HardState(HardState),
@@ -151,31 +222,47 @@ fn decode_record(payload: Bytes) -> Result<Record, DecodeError> {
     Ok(rec)
 }
 
+/// Why no record could be read at some offset.
+enum BadRecord {
+    /// Incomplete, an impossible length, or a checksum mismatch: what a torn write leaves (at the
+    /// end of the file) or what lost or corrupted data looks like (before a valid record).
+    Damaged(String),
+    /// The checksum matches but the payload does not decode: written whole, yet not a record
+    /// this build understands.
+    Undecodable(String),
+}
+
 /// Tries to read one valid record at `pos`; returns it and the offset after it.
-fn record_at(data: &Bytes, pos: usize) -> Result<(Record, usize), String> {
+fn record_at(data: &Bytes, pos: usize, max_record: usize) -> Result<(Record, usize), BadRecord> {
+    let damaged = BadRecord::Damaged;
     if data.len() - pos < 8 {
-        return Err(format!(
+        return Err(damaged(format!(
             "incomplete record header ({} bytes)",
             data.len() - pos
-        ));
+        )));
     }
     let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
     let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
-    if len == 0 || len > MAX_RECORD {
-        return Err(format!("invalid record length {len}"));
+    if len == 0 || len > max_record {
+        return Err(damaged(format!("invalid record length {len}")));
     }
     if data.len() - pos - 8 < len {
-        return Err(format!(
+        return Err(damaged(format!(
             "incomplete record: length {len}, {} bytes present",
             data.len() - pos - 8
-        ));
+        )));
     }
     let payload = data.slice(pos + 8..pos + 8 + len);
     if crc32fast::hash(&payload) != crc {
-        return Err("checksum mismatch".into());
+        return Err(damaged("checksum mismatch".into()));
     }
-    let rec = decode_record(payload).map_err(|e| format!("undecodable record: {e}"))?;
+    let rec = decode_record(payload).map_err(|e| BadRecord::Undecodable(e.to_string()))?;
     Ok((rec, pos + 8 + len))
+}
+
+/// Whether a record that was written whole (its checksum matches) starts at `pos`.
+fn whole_record_at(data: &Bytes, pos: usize, max_record: usize) -> bool {
+    !matches!(record_at(data, pos, max_record), Err(BadRecord::Damaged(_)))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -251,6 +338,16 @@ impl Storage {
     /// holds. A torn final WAL record is truncated with a warning; anything else that is wrong is
     /// an error naming the file.
     pub fn open(dir: &Path, node_id: NodeId) -> Result<(Storage, Recovered), StorageError> {
+        Storage::open_with_record_limit(dir, node_id, MAX_RECORD)
+    }
+
+    /// [`Storage::open`] with records limited to `max_record` bytes (tests use a small limit to
+    /// exercise record splitting without writing hundreds of megabytes).
+    fn open_with_record_limit(
+        dir: &Path,
+        node_id: NodeId,
+        max_record: usize,
+    ) -> Result<(Storage, Recovered), StorageError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let mut generations = Vec::new();
         for ent in fs::read_dir(dir).map_err(io(dir))? {
@@ -284,8 +381,15 @@ impl Storage {
                             .into(),
                 });
             }
-            let storage =
-                Storage::create_generation(dir, node_id, 1, HardState::default(), 0, Vec::new())?;
+            let storage = Storage::create_generation(
+                dir,
+                node_id,
+                1,
+                HardState::default(),
+                0,
+                Vec::new(),
+                max_record,
+            )?;
             return Ok((storage, Recovered::default()));
         };
         for &old in &generations[..generations.len() - 1] {
@@ -304,11 +408,18 @@ impl Storage {
         let mut pos = 0usize;
         let mut first = true;
         while pos < data.len() {
-            let (rec, next) = match record_at(&data, pos) {
+            let (rec, next) = match record_at(&data, pos, max_record) {
                 Ok(x) => x,
-                Err(why) => {
+                Err(BadRecord::Undecodable(why)) => {
+                    return Err(StorageError::Undecodable {
+                        path: wal_path,
+                        offset: pos as u64,
+                        why,
+                    })
+                }
+                Err(BadRecord::Damaged(why)) => {
                     if let Some(valid) =
-                        (pos + 1..data.len()).find(|&p| record_at(&data, p).is_ok())
+                        (pos + 1..data.len()).find(|&p| whole_record_at(&data, p, max_record))
                     {
                         return Err(StorageError::CorruptMiddle {
                             path: wal_path,
@@ -389,6 +500,7 @@ impl Storage {
                 hard_state,
                 snapshot_index,
                 Vec::new(),
+                max_record,
             )?;
             let p = dir.join(wal_name(generation));
             fs::remove_file(&p).map_err(io(&p))?;
@@ -425,6 +537,7 @@ impl Storage {
             snapshot_index,
             entries: entries.clone(),
             dirty: false,
+            max_record,
         };
         Ok((
             storage,
@@ -445,14 +558,13 @@ impl Storage {
         hard_state: HardState,
         snapshot_index: u64,
         entries: Vec<Entry>,
+        max_record: usize,
     ) -> Result<Storage, StorageError> {
+        let name = wal_name(generation);
         let mut buf = BytesMut::new();
         encode_record(&mut buf, &meta_payload(node_id));
         encode_record(&mut buf, &hard_state_payload(&hard_state));
-        if !entries.is_empty() {
-            encode_record(&mut buf, &entries_payload(&entries));
-        }
-        let name = wal_name(generation);
+        encode_entries(&mut buf, &entries, max_record, &dir.join(&name))?;
         write_atomic(dir, &name, &buf)?;
         let wal_path = dir.join(&name);
         let wal = OpenOptions::new()
@@ -470,6 +582,7 @@ impl Storage {
             snapshot_index,
             entries,
             dirty: false,
+            max_record,
         })
     }
 
@@ -485,6 +598,7 @@ impl Storage {
             self.hard_state,
             self.snapshot_index,
             std::mem::take(&mut self.entries),
+            self.max_record,
         )?;
         *self = next;
         fs::remove_file(&old).map_err(io(&old))?;
@@ -510,7 +624,7 @@ impl Storage {
             self.rotate()?;
         }
         if let Some(first) = p.entries.first() {
-            encode_record(&mut self.buf, &entries_payload(&p.entries));
+            encode_entries(&mut self.buf, &p.entries, self.max_record, &self.wal_path)?;
             self.entries.retain(|e| e.index < first.index);
             self.entries.extend(p.entries.iter().cloned());
         }
@@ -696,6 +810,144 @@ mod tests {
         assert!(err.contains("checksum"), "{err}");
         // Nothing was truncated.
         assert_eq!(fs::read(&path).unwrap(), data);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    fn big_entry(index: u64, term: u64, len: usize) -> Entry {
+        Entry {
+            term,
+            index,
+            kind: EntryKind::Command,
+            data: Bytes::from(vec![b'a' + (index % 26) as u8; len]),
+        }
+    }
+
+    /// Walks a WAL file (which must be clean) and returns each record's type and payload length.
+    fn records(path: &Path) -> Vec<(u8, usize)> {
+        let data = fs::read(path).unwrap();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
+            out.push((data[pos + 8], len));
+            pos += 8 + len;
+        }
+        assert_eq!(pos, data.len());
+        out
+    }
+
+    /// One batch (and one rotation) holding more entry bytes than a record may: it is written as
+    /// several records, each within the limit, and recovery gets every entry back. (Unsplit, the
+    /// record would be over the limit, and recovery would take it for a torn tail and drop it.)
+    #[test]
+    fn a_batch_larger_than_a_record_is_split_and_recovered_whole() {
+        const LIMIT: usize = 4096;
+        let d = tmpdir("split");
+        let (mut s, _) = Storage::open_with_record_limit(&d, 1, LIMIT).unwrap();
+        let hs = HardState {
+            term: 2,
+            vote: Some(1),
+        };
+        let batch: Vec<Entry> = (1..=40).map(|i| big_entry(i, 2, 500)).collect();
+        let total: usize = batch.iter().map(codec::entry_len).sum();
+        assert!(total > 4 * LIMIT);
+        s.write(&persist(batch.clone(), Some(hs))).unwrap();
+        s.sync().unwrap();
+        let path = s.wal_path().to_path_buf();
+        drop(s);
+        let recs = records(&path);
+        let entry_records: Vec<usize> = recs
+            .iter()
+            .filter(|(t, _)| *t == REC_ENTRIES)
+            .map(|&(_, len)| len)
+            .collect();
+        assert!(entry_records.len() >= 5, "{recs:?}");
+        assert!(entry_records.iter().all(|&len| len <= LIMIT), "{recs:?}");
+
+        let (mut s, rec) = Storage::open_with_record_limit(&d, 1, LIMIT).unwrap();
+        assert_eq!(
+            rec.entries, batch,
+            "every entry of the split batch is recovered"
+        );
+        assert_eq!(rec.hard_state, hs);
+
+        // A snapshot at 5 rotates the WAL: the 35 entries left are written out again, split.
+        s.write(&Persist {
+            compact: Some(Snapshot {
+                index: 5,
+                term: 2,
+                data: Bytes::from_static(b"state"),
+            }),
+            ..Persist::default()
+        })
+        .unwrap();
+        s.sync().unwrap();
+        let path = s.wal_path().to_path_buf();
+        drop(s);
+        assert!(records(&path).iter().all(|&(_, len)| len <= LIMIT));
+        let (_, rec) = Storage::open_with_record_limit(&d, 1, LIMIT).unwrap();
+        assert_eq!(rec.entries, batch[5..].to_vec());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// An entry that no record can hold is refused when it is written (the node then stops),
+    /// instead of becoming a record that recovery would reject.
+    #[test]
+    fn an_entry_too_large_for_any_record_is_a_write_error() {
+        const LIMIT: usize = 4096;
+        let d = tmpdir("huge-entry");
+        let (mut s, _) = Storage::open_with_record_limit(&d, 1, LIMIT).unwrap();
+        let err = s
+            .write(&persist(vec![entry(1, 1), big_entry(2, 1, LIMIT)], None))
+            .expect_err("an entry over the record limit must not be written")
+            .to_string();
+        assert!(err.contains("log entry 2"), "{err}");
+        assert!(err.contains(&s.wal_path().display().to_string()), "{err}");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A record with a valid checksum that does not decode was written whole: wherever it is,
+    /// recovery refuses to start and names the file and offset; it never truncates it away as
+    /// a torn tail.
+    #[test]
+    fn a_checksum_valid_record_that_does_not_decode_is_an_error_at_the_end_or_in_the_middle() {
+        let d = tmpdir("undecodable");
+        let (mut s, _) = Storage::open(&d, 1).unwrap();
+        s.write(&persist(vec![entry(1, 1), entry(2, 1)], None))
+            .unwrap();
+        s.sync().unwrap();
+        let path = s.wal_path().to_path_buf();
+        drop(s);
+        let good = fs::read(&path).unwrap();
+        let mut bad = BytesMut::new();
+        encode_record(&mut bad, &[9, 1, 2, 3]); // record type 9 does not exist
+        let mut valid = BytesMut::new();
+        encode_record(
+            &mut valid,
+            &hard_state_payload(&HardState {
+                term: 1,
+                vote: None,
+            }),
+        );
+        for (place, tail) in [
+            ("at the end", Vec::new()),
+            ("in the middle", valid.to_vec()),
+        ] {
+            let data = [good.clone(), bad.to_vec(), tail].concat();
+            fs::write(&path, &data).unwrap();
+            let err = Storage::open(&d, 1)
+                .err()
+                .unwrap_or_else(|| panic!("{place}: must refuse to start"))
+                .to_string();
+            assert!(err.contains(&path.display().to_string()), "{place}: {err}");
+            assert!(
+                err.contains(&format!("offset {}", good.len())),
+                "{place}: {err}"
+            );
+            assert!(err.contains("does not decode"), "{place}: {err}");
+            assert!(err.contains("unknown record type 9"), "{place}: {err}");
+            assert_eq!(fs::read(&path).unwrap(), data, "{place}: nothing truncated");
+        }
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -12,6 +12,18 @@
 //! fails its checksum, does not decode, or claims to come from another node than the handshake
 //! said is logged and the connection dropped; Raft tolerates the lost messages.
 //!
+//! Sizes: the first frame on a connection, the handshake, may be at most
+//! [`MAX_HANDSHAKE_FRAME`] bytes (a handshake is a few dozen bytes; `--cluster-id` is limited to
+//! [`MAX_CLUSTER_ID`] bytes so every real one fits), so a client that has not identified
+//! itself costs the node at most that much memory, not a 64 MiB buffer (the 256 KiB read buffer,
+//! too, is only set up after the handshake). After a valid handshake a frame may be up to
+//! [`MAX_FRAME`] (64 MiB), because snapshots travel whole in one frame.
+//! Two known limitations follow from that: a peer that completed the handshake (it knows the
+//! cluster id, which is not a secret) can still make the node allocate up to 64 MiB per
+//! connection, so the peer port must only be reachable by the cluster's members; and a
+//! state-machine snapshot larger than 64 MiB cannot be sent at all, so a follower that needs one
+//! can never catch up (the cluster stays available as long as a quorum is not in that state).
+//!
 //! Outbound links reconnect with exponential backoff (50 ms doubling to 1 s). Messages queued
 //! while a link is down are dropped on reconnect (stale Raft messages are useless), and a full
 //! queue drops new messages rather than block the Raft loop.
@@ -29,8 +41,13 @@ use tokio::sync::mpsc;
 use crate::codec::{self, DecodeError, Reader, Writer};
 use crate::core::{Message, NodeId};
 
-/// Largest frame accepted (snapshots travel whole).
+/// Largest frame accepted after the handshake (snapshots travel whole).
 pub const MAX_FRAME: usize = 64 << 20;
+/// Largest first frame (the handshake) accepted on an inbound connection.
+pub const MAX_HANDSHAKE_FRAME: usize = 1024;
+/// Longest `--cluster-id`, in bytes: with it, a handshake stays far below
+/// [`MAX_HANDSHAKE_FRAME`] (the rest is four integers and a socket address).
+pub const MAX_CLUSTER_ID: usize = 256;
 const FRAME_HELLO: u8 = 1;
 const FRAME_MESSAGE: u8 = 2;
 const PROTOCOL_VERSION: u32 = 1;
@@ -90,16 +107,21 @@ fn decode_hello(payload: Bytes) -> Result<Hello, DecodeError> {
     })
 }
 
-/// Reads one frame; returns its type and payload.
-async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<(u8, Bytes), String> {
+/// Reads one frame of at most `max` bytes (checked before anything is allocated); returns its
+/// type and payload. `what` names the frame in errors.
+async fn read_frame<R: AsyncReadExt + Unpin>(
+    r: &mut R,
+    max: usize,
+    what: &str,
+) -> Result<(u8, Bytes), String> {
     let mut header = [0u8; 8];
     r.read_exact(&mut header)
         .await
         .map_err(|e| format!("reading frame header: {e}"))?;
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if len == 0 || len > MAX_FRAME {
-        return Err(format!("frame length {len} outside 1..={MAX_FRAME}"));
+    if len == 0 || len > max {
+        return Err(format!("{what} length {len} outside 1..={max}"));
     }
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf)
@@ -243,13 +265,15 @@ pub async fn serve_inbound(
 }
 
 async fn inbound(
-    stream: TcpStream,
+    mut stream: TcpStream,
     me: &Identity,
     members: &[NodeId],
     tx: &mpsc::UnboundedSender<Inbound>,
 ) -> Result<(), String> {
-    let mut r = BufReader::with_capacity(256 * 1024, stream);
-    let (kind, payload) = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut r))
+    // The handshake is tiny: a client that has not said who it is gets no big buffer, neither
+    // for the frame nor for reading (it is read unbuffered: exactly its own bytes).
+    let handshake = read_frame(&mut stream, MAX_HANDSHAKE_FRAME, "handshake frame");
+    let (kind, payload) = tokio::time::timeout(Duration::from_secs(10), handshake)
         .await
         .map_err(|_| "no handshake within 10 s".to_string())??;
     if kind != FRAME_HELLO {
@@ -278,8 +302,9 @@ async fn inbound(
     }
     let from = hello.from;
     let _ = tx.send(Inbound::PeerClientAddr(from, hello.client_addr));
+    let mut r = BufReader::with_capacity(256 * 1024, stream);
     loop {
-        let (kind, payload) = match read_frame(&mut r).await {
+        let (kind, payload) = match read_frame(&mut r, MAX_FRAME, "frame").await {
             Ok(x) => x,
             Err(e) if e.contains("early eof") || e.contains("reading frame header") => {
                 tracing::debug!(peer = from, reason = %e, "peer connection closed");
@@ -309,4 +334,46 @@ pub fn local(listener: &TcpListener) -> String {
     listener
         .local_addr()
         .map_or_else(|_| "?".into(), |a: SocketAddr| a.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &[u8], max: usize) -> Result<(u8, Bytes), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut r = bytes;
+        rt.block_on(read_frame(&mut r, max, "handshake frame"))
+    }
+
+    /// The largest handshake this node can send (longest cluster id, longest IPv6 socket
+    /// address) fits in what a peer accepts as a first frame.
+    #[test]
+    fn every_handshake_a_node_can_send_fits_the_handshake_limit() {
+        let h = Hello {
+            cluster: "c".repeat(MAX_CLUSTER_ID),
+            from: u64::MAX,
+            to: u64::MAX,
+            client_addr: "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255%4294967295]:65535".into(),
+        };
+        let frame = hello_frame(&h);
+        assert!(frame.len() - 8 <= MAX_HANDSHAKE_FRAME, "{}", frame.len());
+        let (kind, payload) = read(&frame, MAX_HANDSHAKE_FRAME).unwrap();
+        assert_eq!(kind, FRAME_HELLO);
+        assert_eq!(decode_hello(payload).unwrap(), h);
+    }
+
+    /// A first frame claiming 32 MiB (under the 64 MiB general limit) is refused from its
+    /// header alone, before the node allocates or waits for the body.
+    #[test]
+    fn an_oversized_first_frame_is_refused_from_its_header() {
+        let header = [(32u32 << 20).to_le_bytes(), 0u32.to_le_bytes()].concat();
+        let err = read(&header, MAX_HANDSHAKE_FRAME).unwrap_err();
+        assert!(
+            err.contains("handshake frame length 33554432 outside 1..=1024"),
+            "{err}"
+        );
+    }
 }

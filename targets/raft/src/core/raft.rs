@@ -296,6 +296,19 @@ impl RawNode {
         (self.ticks.saturating_sub(start) < self.lease_ticks()).then_some(self.log.committed)
     }
 
+    /// Ends the leader lease now, and keeps the rounds already sent from starting a new one:
+    /// only a round sent after this call, once a quorum answers it, gives a lease again.
+    ///
+    /// For the node to call when its monotonic clock went backwards. A lease is safe only while
+    /// the leader's ticks keep up with real time; after a backward step the ticks counted since a
+    /// round was sent may understate the real time that passed since (by however long the step
+    /// hid), so neither the current lease nor any round already in flight can be trusted.
+    /// Reads fall back to ReadIndex until a fresh round is confirmed.
+    pub fn expire_lease(&mut self) {
+        self.lease_start = None;
+        self.seq_ticks.clear();
+    }
+
     fn quorum(&self) -> usize {
         self.cfg.voters.len() / 2 + 1
     }
@@ -324,7 +337,10 @@ impl RawNode {
     fn tick_leader(&mut self) {
         self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
         self.election_elapsed = self.election_elapsed.saturating_add(1);
-        if self.election_elapsed >= self.cfg.election_tick && self.cfg.check_quorum {
+        // The `stale-read` bug runs without check-quorum, as the systems that shipped it did:
+        // an isolated leader keeps believing it leads, which is what lets it serve stale reads.
+        let check_quorum = self.cfg.check_quorum && !self.cfg.bugs.stale_read;
+        if self.election_elapsed >= self.cfg.election_tick && check_quorum {
             self.election_elapsed = 0;
             // Check quorum (thesis §6.2): a leader that has not heard from a majority for an
             // election timeout steps down, so clients go looking for the real leader.

@@ -484,6 +484,56 @@ fn test_6_4_1_a_lease_lasts_less_than_an_election_timeout_without_acks() {
     );
 }
 
+/// What the node does when its monotonic clock steps backwards: the lease ends at once, and a
+/// round that was already in flight when the clock stepped does not bring it back when its acks
+/// arrive (its send tick is on the old, untrustworthy time line); a round sent afterwards does.
+#[test]
+fn test_6_4_1_an_expired_lease_is_not_revived_by_a_round_sent_before_it_expired() {
+    let mut c = Cluster::with(3, |cfg| cfg.check_quorum = true);
+    c.tick_all(40);
+    let leader = (1..=3).find(|&i| c.node(i).is_leader()).unwrap();
+    c.tick_all(3);
+    // A heartbeat round leaves the leader but is not delivered yet.
+    let mut in_flight = Vec::new();
+    while in_flight.is_empty() {
+        c.node(leader).tick();
+        let rd = c.node(leader).ready();
+        if let Some(t) = rd.persist_token {
+            c.node(leader).advance(t);
+        }
+        in_flight.extend(
+            rd.messages
+                .into_iter()
+                .filter(|m| matches!(m.body, MessageBody::Heartbeat { .. })),
+        );
+    }
+    assert!(c.node(leader).lease_read_index().is_some());
+    c.node(leader).expire_lease();
+    assert!(
+        c.node(leader).lease_read_index().is_none(),
+        "expired at once"
+    );
+    for m in in_flight {
+        let to = m.to;
+        c.node(to).step(m);
+    }
+    c.stabilize();
+    assert!(
+        c.node(leader).lease_read_index().is_none(),
+        "acks of a round sent before the clock stepped must not restore the lease"
+    );
+    // The next round, sent after the step, does.
+    for _ in 0..2 {
+        c.node(leader).tick();
+        c.stabilize();
+    }
+    assert!(c.node(leader).is_leader());
+    assert!(
+        c.node(leader).lease_read_index().is_some(),
+        "a fresh round renews the lease"
+    );
+}
+
 #[test]
 fn test_7_snapshot_install_catches_up_a_follower_behind_the_compacted_log() {
     let mut c = Cluster::new(3);

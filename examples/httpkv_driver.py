@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""An example faultline client driver (docs/exec-protocol.md) for systems speaking http-kv.
+
+faultline writes one JSON request per line on stdin:
+    {"id": 7, "f": "read"|"write"|"cas"|"read-local", "key": "r3", "value": ...,
+     "node": "n2", "addr": "127.0.0.1:7001"}
+and reads one JSON answer per line on stdout, in any order:
+    {"id": 7, "type": "ok"|"fail"|"info", "value": ..., "error": "..."}
+
+"fail" means the operation definitely did not take effect; "info" that it may have. Requests
+are handled concurrently, each in its own thread. Standard library only.
+"""
+import json
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+write_lock = threading.Lock()
+
+
+def answer(msg):
+    with write_lock:
+        sys.stdout.write(json.dumps(msg) + "\n")
+        sys.stdout.flush()
+
+
+def call(method, url, body=None, timeout=2.0):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read() or b"null")
+        except ValueError:
+            return e.code, None
+
+
+def handle(req):
+    rid, f, key = req["id"], req["f"], req["key"]
+    base = "http://%s/kv/%s" % (req["addr"], urllib.parse.quote(key, safe=""))
+    try:
+        for _ in range(4):  # follow not-leader redirects
+            if f == "read":
+                status, body = call("GET", base)
+            elif f == "read-local":
+                status, body = call("GET", base + "?local=true")
+            elif f == "write":
+                status, body = call("PUT", base, {"value": req["value"]})
+            elif f == "cas":
+                frm, to = req["value"]
+                status, body = call("POST", base + "/cas", {"from": frm, "to": to})
+            else:
+                return answer({"id": rid, "type": "fail", "error": "unsupported"})
+            if status == 503 and body and body.get("error") == "not-leader" and body.get("leader_addr"):
+                base = "http://%s/kv/%s" % (body["leader_addr"], urllib.parse.quote(key, safe=""))
+                continue
+            break
+        if 200 <= status < 300:
+            value = body.get("value") if f in ("read", "read-local") else req["value"]
+            return answer({"id": rid, "type": "ok", "value": value})
+        error = (body or {}).get("error", str(status))
+        unknown = status in (500, 504) or (body or {}).get("outcome") == "unknown"
+        return answer({"id": rid, "type": "info" if unknown else "fail", "error": error})
+    except urllib.error.URLError as e:
+        # Refused before sending: definitely not executed; anything else: unknown.
+        refused = isinstance(e.reason, ConnectionRefusedError)
+        return answer({"id": rid, "type": "fail" if refused else "info", "error": str(e.reason)})
+    except Exception as e:  # timeouts, resets: the request may have been executed
+        return answer({"id": rid, "type": "info", "error": repr(e)})
+
+
+for line in sys.stdin:
+    line = line.strip()
+    if line:
+        threading.Thread(target=handle, args=(json.loads(line),), daemon=True).start()

@@ -1,0 +1,733 @@
+//! `report.html`: one self-contained page (inline CSS, inline SVG plots, one small inline
+//! script for the timeline; no network). Everything but the timeline is plain HTML, so the
+//! summary and the counterexamples read without JavaScript.
+//!
+//! The page carries a Content-Security-Policy that allows no network and only the one script
+//! whose SHA-256 it names: even if some history text slipped through unescaped, a browser
+//! would refuse to run it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use faultline_checker::Outcome;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::counterexample::{self, secs};
+use super::escape::{html, html_block, short, value_text};
+use super::load::Run;
+use super::plots::{self, Plots};
+
+pub const SCRIPT: &str = include_str!("report.js");
+const STYLE: &str = include_str!("report.css");
+/// Explanation sentences listed on the page (all of them are in results.json).
+const SENTENCES_SHOWN: usize = 200;
+/// Sentences shown before the rest fold away.
+const SENTENCES_FIRST: usize = 5;
+const LEADER_CHANGES_SHOWN: usize = 200;
+/// Failures listed by their sentence after the drawn ones (the page must stay bounded).
+const FAILURES_LISTED: usize = 1000;
+
+/// `'sha256-…'` of the report's script, for Content-Security-Policy.
+pub fn script_hash() -> String {
+    use base64::Engine as _;
+    let digest = Sha256::digest(SCRIPT.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The policy of every report page (also sent by `faultline serve`).
+pub fn content_security_policy() -> String {
+    format!(
+        "default-src 'none'; script-src {}; style-src 'unsafe-inline'; img-src data:; \
+         base-uri 'none'; form-action 'none'",
+        script_hash()
+    )
+}
+
+pub struct Names {
+    pub title: String,
+    pub stamp: Option<String>,
+}
+
+pub fn render(run: &Run, names: &Names, plots: &Plots, timeline_json: &str) -> String {
+    let mut out = String::with_capacity(
+        plots.latency_raw.len()
+            + plots.latency_quantiles.len()
+            + plots.rate.len()
+            + timeline_json.len()
+            + 64 * 1024,
+    );
+    let verdict = run.verdict.to_uppercase();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"{}\">\
+         <meta name=\"viewport\" content=\"width=1140\">\
+         <title>{} — {} — faultline</title><style>{STYLE}</style></head><body><main>",
+        content_security_policy(),
+        html(&verdict),
+        html(&names.title),
+    );
+    summary(&mut out, run, names);
+    failures(&mut out, run);
+    plot_section(&mut out, run, plots);
+    timeline_section(&mut out, run);
+    faults(&mut out, run);
+    cluster(&mut out, run);
+    logs(&mut out, run);
+    config(&mut out, run);
+    files(&mut out, run);
+    let _ = writeln!(
+        out,
+        "</main><script type=\"application/json\" id=\"timeline-data\">{timeline_json}</script>\
+         <script>{SCRIPT}</script></body></html>"
+    );
+    out
+}
+
+fn badge_class(verdict: &str) -> &'static str {
+    match verdict {
+        "valid" => "valid",
+        "invalid" => "invalid",
+        "unknown" => "unknown",
+        _ => "other",
+    }
+}
+
+fn text_of(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// `20261125T212446Z` → `2026-11-25 21:24:46 UTC`.
+pub fn pretty_stamp(s: &str) -> String {
+    let b = s.as_bytes();
+    if s.is_ascii() && b.len() >= 15 && b[8] == b'T' && b[..8].iter().all(u8::is_ascii_digit) {
+        format!(
+            "{}-{}-{} {}:{}:{} UTC",
+            &s[0..4],
+            &s[4..6],
+            &s[6..8],
+            &s[9..11],
+            &s[11..13],
+            &s[13..15]
+        )
+    } else {
+        s.to_string()
+    }
+}
+
+fn fact(out: &mut String, name: &str, value_html: &str) {
+    let _ = write!(out, "<dt>{}</dt><dd>{value_html}</dd>", html(name));
+}
+
+fn summary(out: &mut String, run: &Run, names: &Names) {
+    let _ = write!(
+        out,
+        "<header><h1><span class=\"badge {}\" id=\"verdict\">{}</span> {}</h1>",
+        badge_class(&run.verdict),
+        html(&run.verdict.to_uppercase()),
+        html(&names.title)
+    );
+    if let Some(stamp) = &names.stamp {
+        let _ = write!(out, "<div class=\"muted\">run {}</div>", html(stamp));
+    }
+    out.push_str("</header><section id=\"summary\"><h2>Summary</h2><dl class=\"facts\">");
+    let target = text_of(run.result("/target"));
+    if let Some(target) = &target {
+        let version = text_of(run.result("/target_version")).or_else(|| {
+            (target == "raft")
+                .then(|| text_of(run.result("/faultline_version")))
+                .flatten()
+                .map(|v| format!("bundled with faultline {v}"))
+        });
+        let mut s = html(target);
+        if let Some(v) = version {
+            let _ = write!(s, " {}", html(&v));
+        }
+        let bugs = run
+            .result("/config/raft/bugs")
+            .and_then(Value::as_array)
+            .map(|b| b.iter().map(|x| value_text(x, 40)).collect::<Vec<_>>())
+            .unwrap_or_default();
+        if !bugs.is_empty() {
+            let _ = write!(s, "; deliberate bug: {}", html(&bugs.join(", ")));
+        }
+        fact(out, "Target", &s);
+    }
+    if let Some(w) = text_of(run.result("/workload")) {
+        fact(out, "Workload", &html(&w));
+    }
+    if let Some(m) = text_of(run.checker.get("model")) {
+        fact(out, "Model", &html(&m));
+    }
+    if let Some(nodes) = run.result("/nodes").and_then(Value::as_array) {
+        let names: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| text_of(n.get("name")))
+            .collect();
+        fact(
+            out,
+            "Nodes",
+            &html(&format!("{} ({})", nodes.len(), names.join(", "))),
+        );
+    }
+    if let Some(seed) = text_of(run.result("/seed")) {
+        fact(out, "Seed", &format!("<code>{}</code>", html(&seed)));
+    }
+    if let Some(started) = text_of(run.result("/started")) {
+        fact(out, "Started", &html(&pretty_stamp(&started)));
+    }
+    let duration = run
+        .result("/duration_s")
+        .and_then(Value::as_f64)
+        .unwrap_or(run.end_ns as f64 / 1e9);
+    let mut d = if run.synthetic_time && run.results.is_none() {
+        format!("{} events (no timestamps)", run.history.events.len())
+    } else {
+        format!("{duration:.1} s")
+    };
+    if let Some(c) = run.result("/clients_ran_s").and_then(Value::as_f64) {
+        let _ = write!(d, " (clients ran {c:.1} s)");
+    }
+    if run.result("/interrupted").and_then(Value::as_bool) == Some(true) {
+        d.push_str(", interrupted");
+    }
+    fact(out, "Duration", &html(&d));
+    let (ok, fail, info, pending) = outcome_totals(run);
+    fact(
+        out,
+        "Operations",
+        &html(&format!(
+            "{} ({ok} ok, {fail} fail, {info} info{})",
+            run.ops.len(),
+            if pending > 0 {
+                format!(", {pending} never completed")
+            } else {
+                String::new()
+            }
+        )),
+    );
+    let unhealed = run.faults.iter().filter(|f| f.end_ns.is_none()).count();
+    fact(
+        out,
+        "Faults",
+        &html(&format!(
+            "{}{}",
+            run.faults.len(),
+            if unhealed > 0 {
+                format!(" ({unhealed} never healed)")
+            } else {
+                String::new()
+            }
+        )),
+    );
+    if let Some(ms) = run
+        .checker
+        .pointer("/report/check_ms")
+        .and_then(Value::as_f64)
+    {
+        fact(out, "Checked in", &html(&format!("{ms:.1} ms")));
+    }
+    if run.test_toml.is_some() {
+        fact(
+            out,
+            "Repeat",
+            "<code>faultline test --config test.toml</code> (in this folder)",
+        );
+    }
+    out.push_str("</dl>");
+
+    if !run.explanation.is_empty() {
+        out.push_str("<h3>Explanation</h3><ol class=\"explanation\" id=\"explanation\">");
+        for (i, s) in run.explanation.iter().take(SENTENCES_SHOWN).enumerate() {
+            if i == SENTENCES_FIRST {
+                let _ = write!(
+                    out,
+                    "</ol><details><summary>{} more</summary><ol class=\"explanation\" start=\"{}\">",
+                    run.explanation.len().min(SENTENCES_SHOWN) - SENTENCES_FIRST,
+                    SENTENCES_FIRST + 1
+                );
+            }
+            let _ = write!(out, "<li>{}</li>", html(&short(s, 2000)));
+        }
+        out.push_str("</ol>");
+        if run.explanation.len() > SENTENCES_FIRST {
+            out.push_str("</details>");
+        }
+        if run.explanation.len() > SENTENCES_SHOWN {
+            let _ = write!(
+                out,
+                "<p class=\"muted\">… and {} more (all in results.json)</p>",
+                run.explanation.len() - SENTENCES_SHOWN
+            );
+        }
+    } else if run.verdict == "valid" {
+        out.push_str(
+            "<p id=\"explanation\">Every operation could be placed in one order consistent \
+             with real time and the model.</p>",
+        );
+    }
+    if !run.notes.is_empty() {
+        out.push_str("<h3>Notes</h3><ul>");
+        for n in &run.notes {
+            let _ = write!(out, "<li>{}</li>", html(n));
+        }
+        out.push_str("</ul>");
+    }
+    counts_table(out, run);
+    out.push_str("</section>");
+}
+
+fn outcome_totals(run: &Run) -> (usize, usize, usize, usize) {
+    let mut t = (0, 0, 0, 0);
+    for o in &run.ops {
+        match o.outcome {
+            Outcome::Ok => t.0 += 1,
+            Outcome::Fail => t.1 += 1,
+            Outcome::Info => t.2 += 1,
+            Outcome::Pending => t.3 += 1,
+        }
+    }
+    t
+}
+
+/// Operations by function and outcome, and latency quantiles of the ok ones.
+fn counts_table(out: &mut String, run: &Run) {
+    let mut by_f: BTreeMap<&str, ([usize; 4], Vec<u64>)> = BTreeMap::new();
+    for o in &run.ops {
+        let f = run.history.events[o.invoke].f.as_str();
+        let e = by_f.entry(f).or_default();
+        let k = match o.outcome {
+            Outcome::Ok => 0,
+            Outcome::Fail => 1,
+            Outcome::Info => 2,
+            Outcome::Pending => 3,
+        };
+        e.0[k] += 1;
+        if o.outcome == Outcome::Ok {
+            if let Some(l) = o.latency_ns() {
+                e.1.push(l);
+            }
+        }
+    }
+    out.push_str(
+        "<h3>Operations</h3><table id=\"counts\"><tr><th>function</th><th>ok</th><th>fail</th>\
+         <th>info</th><th>never completed</th><th>ok latency p50</th><th>p90</th><th>p99</th>\
+         <th>max (ms)</th></tr>",
+    );
+    for (f, (c, mut lat)) in by_f {
+        lat.sort_unstable();
+        let q = |p: f64| {
+            if lat.is_empty() {
+                String::new()
+            } else {
+                let v = lat[((lat.len() - 1) as f64 * p).round() as usize];
+                format!("{:.3}", v as f64 / 1e6)
+            }
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            html(&short(f, 40)),
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(1.0)
+        );
+    }
+    out.push_str("</table>");
+}
+
+fn failures(out: &mut String, run: &Run) {
+    let list = run.failures();
+    if list.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        "<section id=\"failures\"><h2>Counterexample{}</h2>",
+        if list.len() > 1 { "s" } else { "" }
+    );
+    if list.len() > counterexample::DRAWN {
+        let _ = write!(
+            out,
+            "<p>{} keys are not linearizable; the first {} are drawn below, the rest listed \
+             after them.</p>",
+            list.len(),
+            counterexample::DRAWN,
+        );
+    }
+    for (n, f) in list.iter().enumerate().take(counterexample::DRAWN) {
+        if n == counterexample::OPEN {
+            let _ = write!(
+                out,
+                "<details><summary>{} more drawn</summary>",
+                list.len().min(counterexample::DRAWN) - counterexample::OPEN
+            );
+        }
+        counterexample::section(out, run, n, f);
+    }
+    if list.len() > counterexample::OPEN {
+        out.push_str("</details>");
+    }
+    if list.len() > counterexample::DRAWN {
+        let _ = write!(
+            out,
+            "<details><summary>{} more, listed</summary><ol>",
+            list.len() - counterexample::DRAWN
+        );
+        for (n, f) in list
+            .iter()
+            .enumerate()
+            .skip(counterexample::DRAWN)
+            .take(FAILURES_LISTED)
+        {
+            let _ = write!(
+                out,
+                "<li value=\"{}\">key {}: {} (line {})</li>",
+                n + 1,
+                html(&f.get("key").map(|k| value_text(k, 60)).unwrap_or_default()),
+                html(f.get("sentence").and_then(Value::as_str).unwrap_or("")),
+                f.pointer("/culprit/line")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            );
+        }
+        out.push_str("</ol>");
+        if list.len() > counterexample::DRAWN + FAILURES_LISTED {
+            let _ = write!(
+                out,
+                "<p class=\"muted\">… and {} more (all in results.json)</p>",
+                list.len() - counterexample::DRAWN - FAILURES_LISTED
+            );
+        }
+        out.push_str("</details>");
+    }
+    out.push_str("</section>");
+}
+
+fn plot_section(out: &mut String, run: &Run, plots: &Plots) {
+    out.push_str("<section id=\"plots\"><h2>Latency and throughput</h2>");
+    let _ = write!(
+        out,
+        "<p class=\"muted\">Each operation is a dot at its invocation time (log scale); dots \
+         closer than 3 pixels are drawn once ({} dots for {} operations). Shaded: faults. \
+         Dark lines (✗n): operations that cannot be linearized. Also as \
+         <a href=\"latency-raw.svg\">latency-raw.svg</a>, \
+         <a href=\"latency-quantiles.svg\">latency-quantiles.svg</a> and \
+         <a href=\"rate.svg\">rate.svg</a>.</p>",
+        plots.dots, plots.dotted_ops
+    );
+    if run.synthetic_time {
+        out.push_str("<p class=\"muted\">No timestamps: the x axis is event order.</p>");
+    }
+    for svg in [&plots.latency_raw, &plots.latency_quantiles, &plots.rate] {
+        let _ = write!(
+            out,
+            "<div class=\"plot\">{}<div class=\"zoomband\"></div></div>",
+            strip_xml_declaration(svg)
+        );
+    }
+    out.push_str("</section>");
+}
+
+/// plotters writes a bare `<svg>` element; anything before it would not belong in HTML.
+fn strip_xml_declaration(svg: &str) -> &str {
+    match svg.find("<svg") {
+        Some(i) => &svg[i..],
+        None => svg,
+    }
+}
+
+fn timeline_section(out: &mut String, run: &Run) {
+    let _ = write!(
+        out,
+        "<section id=\"timeline\"><h2>Timeline</h2>\
+         <p class=\"muted\">One row per process (processes that never overlap share a row), one \
+         bar per operation from invocation to completion. Scroll to zoom, drag to pan, \
+         double-click to reset; click an operation for its details (and a link to it).{}</p>\
+         <div class=\"controls\"><button type=\"button\" data-timeline=\"in\">zoom in</button>\
+         <button type=\"button\" data-timeline=\"out\">zoom out</button>\
+         <button type=\"button\" data-timeline=\"reset\">whole run</button>\
+         <span class=\"legend\"> <span><i style=\"background:#2b7bba\"></i>ok</span>\
+         <span><i style=\"background:#d73027\"></i>fail</span>\
+         <span><i style=\"background:#f09a1c\"></i>info</span>\
+         <span><i style=\"background:#8c8c8c\"></i>never completed</span>\
+         <span><i style=\"background:#1a7f3c\"></i>leader</span>\
+         <span><i style=\"background:#b9dcc4\"></i>follower</span>\
+         <span><i style=\"background:#f2c94c\"></i>candidate</span>\
+         <span><i style=\"background:#dddddd\"></i>no answer</span></span></div>\
+         <noscript><p>The timeline needs JavaScript; everything else on this page does not.</p></noscript>\
+         <div class=\"timeline-box\"><canvas id=\"timeline-canvas\" width=\"{}\" height=\"40\"></canvas>\
+         <div id=\"timeline-tip\" hidden></div></div><div id=\"timeline-detail\" hidden></div>",
+        if run.ops.len() > super::timeline::DETAIL_LIMIT {
+            format!(
+                " This history has {} operations: the timeline shows every operation around \
+                 each failure, and elsewhere how many operations each row ran per time slice.",
+                run.ops.len()
+            )
+        } else {
+            String::new()
+        },
+        plots::WIDTH
+    );
+    if run.status.is_empty() {
+        out.push_str(
+            "<p class=\"muted\">No node status samples (nodes/status.jsonl) in this run: \
+             roles and terms are not shown.</p>",
+        );
+    }
+    out.push_str("</section>");
+}
+
+fn faults(out: &mut String, run: &Run) {
+    out.push_str("<section id=\"faults\"><h2>Faults</h2>");
+    if run.faults.is_empty() {
+        out.push_str("<p>No faults were injected.</p></section>");
+        return;
+    }
+    out.push_str(
+        "<table><tr><th>#</th><th>fault</th><th>aimed at</th><th>nodes</th><th>from</th>\
+         <th>to</th><th>details</th></tr>",
+    );
+    for f in &run.faults {
+        let detail = match &f.detail {
+            Value::Object(m) if m.is_empty() => String::new(),
+            Value::Object(m) => m
+                .iter()
+                .filter(|(_, v)| !matches!(v, Value::Array(a) if a.is_empty()))
+                .map(|(k, v)| format!("{k}: {}", value_text(v, 120)))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Value::Null => String::new(),
+            other => value_text(other, 200),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            f.id.map(|i| i.to_string()).unwrap_or_default(),
+            html(&short(&f.fault, 80)),
+            html(&short(f.aim.as_deref().unwrap_or(""), 80)),
+            html(&short(&f.nodes.join(", "), 200)),
+            secs(f.start_ns, run.synthetic_time),
+            f.end_ns
+                .map(|e| secs(e, run.synthetic_time))
+                .unwrap_or_else(|| "never healed".to_string()),
+            html(&detail)
+        );
+    }
+    out.push_str("</table></section>");
+}
+
+fn cluster(out: &mut String, run: &Run) {
+    let exits = run
+        .result("/unexpected_exits")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty());
+    if run.leader_changes.is_empty() && exits.is_none() {
+        return;
+    }
+    out.push_str("<section id=\"cluster\"><h2>Cluster</h2>");
+    if !run.leader_changes.is_empty() {
+        out.push_str(
+            "<h3>Leaders, as the nodes reported them</h3><table id=\"leaders\"><tr><th>time</th>\
+             <th>node</th><th>leads term</th></tr>",
+        );
+        for c in run.leader_changes.iter().take(LEADER_CHANGES_SHOWN) {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                secs(c.time_ns, run.synthetic_time),
+                html(&short(&c.node, 40)),
+                c.term
+            );
+        }
+        out.push_str("</table>");
+        if run.leader_changes.len() > LEADER_CHANGES_SHOWN {
+            let _ = write!(
+                out,
+                "<p class=\"muted\">… and {} more (nodes/status.jsonl)</p>",
+                run.leader_changes.len() - LEADER_CHANGES_SHOWN
+            );
+        }
+    }
+    if let Some(exits) = exits {
+        out.push_str("<h3>Nodes that exited unexpectedly</h3><ul>");
+        for e in exits {
+            let _ = write!(
+                out,
+                "<li>{}: {}</li>",
+                html(&e.get("node").map(|n| value_text(n, 40)).unwrap_or_default()),
+                html(
+                    &e.get("status")
+                        .map(|n| value_text(n, 200))
+                        .unwrap_or_default()
+                )
+            );
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</section>");
+}
+
+fn logs(out: &mut String, run: &Run) {
+    if run.logs.is_empty() {
+        return;
+    }
+    out.push_str("<section id=\"logs\"><h2>Node logs</h2>");
+    for l in &run.logs {
+        let link = if run.links {
+            format!(
+                " (<a href=\"{}\">{}</a>)",
+                html(&url_path(&l.file)),
+                html(&l.file)
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            out,
+            "<details><summary>{} — {} lines, {} warnings, {} errors{link}</summary>",
+            html(&l.node),
+            l.lines,
+            l.warnings,
+            l.errors,
+        );
+        if !l.notable.is_empty() {
+            let _ = write!(
+                out,
+                "<h3>First warnings and errors</h3><pre>{}</pre>",
+                html_block(&l.notable.join("\n"))
+            );
+        }
+        let _ = write!(
+            out,
+            "<h3>Last lines</h3><pre>{}</pre></details>",
+            html_block(&l.tail.join("\n"))
+        );
+    }
+    out.push_str("</section>");
+}
+
+fn config(out: &mut String, run: &Run) {
+    let cfg = run.result("/config").and_then(Value::as_object);
+    if cfg.is_none() && run.test_toml.is_none() {
+        return;
+    }
+    out.push_str("<section id=\"config\"><h2>Configuration</h2>");
+    if let Some(cfg) = cfg {
+        out.push_str("<table>");
+        for (k, v) in cfg {
+            let _ = write!(
+                out,
+                "<tr><th>{}</th><td>{}</td></tr>",
+                html(k),
+                html(&value_text(v, 300))
+            );
+        }
+        out.push_str("</table>");
+    }
+    if let Some(t) = &run.test_toml {
+        let _ = write!(
+            out,
+            "<details><summary>test.toml</summary><pre>{}</pre></details>",
+            html_block(&short(t, 100_000))
+        );
+    }
+    out.push_str("</section>");
+}
+
+fn files(out: &mut String, run: &Run) {
+    out.push_str("<section id=\"files\"><h2>Files</h2><ul>");
+    if !run.links {
+        // Written elsewhere than the inputs: link only what was written beside the page.
+        for name in [
+            "junit.xml",
+            "latency-raw.svg",
+            "latency-quantiles.svg",
+            "rate.svg",
+        ] {
+            let _ = write!(out, "<li><a href=\"{name}\">{name}</a></li>");
+        }
+        let _ = write!(
+            out,
+            "<li>inputs: {}</li></ul></section>",
+            html(&run.dir.display().to_string())
+        );
+        return;
+    }
+    let mut names: Vec<String> = [
+        run.history_link.as_str(),
+        "history.edn",
+        "results.json",
+        "test.toml",
+        "faultline.log",
+        "junit.xml",
+        "latency-raw.svg",
+        "latency-quantiles.svg",
+        "rate.svg",
+        "nodes/status.jsonl",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    names.dedup();
+    for name in names {
+        if run.dir.join(&name).is_file() || name == "junit.xml" || name.ends_with(".svg") {
+            let _ = write!(
+                out,
+                "<li><a href=\"{}\">{}</a></li>",
+                html(&url_path(&name)),
+                html(&name)
+            );
+        }
+    }
+    out.push_str("</ul></section>");
+}
+
+/// Percent-encodes a relative path for an `href` (keeping `/`).
+pub fn url_path(path: &str) -> String {
+    let mut out = String::new();
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    // A relative link must not be read as a scheme (`javascript:`): `:` is encoded above.
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_cannot_become_schemes_or_leave_the_attribute() {
+        assert_eq!(url_path("javascript:alert(1)"), "javascript%3Aalert%281%29");
+        assert_eq!(url_path("nodes/n 1\".log"), "nodes/n%201%22.log");
+    }
+
+    #[test]
+    fn stamps_read_as_dates() {
+        assert_eq!(pretty_stamp("20261125T212446Z"), "2026-11-25 21:24:46 UTC");
+        assert_eq!(pretty_stamp("odd"), "odd");
+        assert_eq!(pretty_stamp("20261125Tééééééé"), "20261125Tééééééé");
+    }
+}

@@ -1,0 +1,272 @@
+//! Targets other than the default: custom targets (http-kv and exec), the final convergence
+//! check, and bad target definitions.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .output()
+        .expect("run faultline")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("faultline-targets-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn latest(results: &Path) -> Value {
+    let run = results.join(std::fs::read_link(results.join("latest")).expect("latest"));
+    serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).expect("results"))
+        .expect("JSON")
+}
+
+fn leftover_processes(needle: &Path) -> usize {
+    let needle = needle.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .is_ok_and(|c| c.contains(&needle))
+        })
+        .count()
+}
+
+#[test]
+fn the_bundled_raft_as_a_custom_http_kv_target() {
+    let dir = scratch("custom-httpkv");
+    let results = dir.join("results");
+    let out = run(&[
+        "test",
+        "--target",
+        "custom",
+        "--target-config",
+        &example("raft-as-custom.toml"),
+        "--nodes",
+        "3",
+        "--nemesis",
+        "kill,pause",
+        "--nemesis-interval",
+        "2",
+        "--time-limit",
+        "10",
+        "--recovery",
+        "2",
+        "--results-dir",
+        results.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = latest(&results);
+    assert_eq!(r["verdict"], "valid");
+    assert_eq!(r["target"], "custom (raft-as-custom)");
+    assert!(
+        r["target_version"]
+            .as_str()
+            .is_some_and(|v| v.contains("faultline")),
+        "{}",
+        r["target_version"]
+    );
+    assert!(r["operations"]["write"]["ok"].as_u64().unwrap_or(0) > 50);
+    // Replicas were compared after the test, and agree.
+    let c = &r["convergence"];
+    assert!(c["keys"].as_u64().unwrap_or(0) > 0, "{c}");
+    assert!(c["divergent"].as_array().is_some_and(Vec::is_empty), "{c}");
+    assert_eq!(leftover_processes(&results), 0);
+}
+
+#[test]
+fn the_bundled_raft_through_an_exec_client_driver() {
+    let dir = scratch("custom-exec");
+    let results = dir.join("results");
+    let out = run(&[
+        "test",
+        "--target",
+        "custom",
+        "--target-config",
+        &example("raft-as-custom-exec.toml"),
+        "--nodes",
+        "3",
+        "--nemesis",
+        "pause",
+        "--nemesis-interval",
+        "2",
+        "--time-limit",
+        "10",
+        "--recovery",
+        "2",
+        "--results-dir",
+        results.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = latest(&results);
+    assert_eq!(r["verdict"], "valid");
+    for f in ["read", "write", "cas"] {
+        assert!(
+            r["operations"][f]["ok"].as_u64().unwrap_or(0) > 20,
+            "{}",
+            r["operations"]
+        );
+    }
+    assert!(r["convergence"]["divergent"]
+        .as_array()
+        .is_some_and(Vec::is_empty));
+    assert_eq!(leftover_processes(&results), 0);
+}
+
+/// `skip-apply-on-restart` makes a restarted node skip one committed command. On the set
+/// workload every later compare-and-set then fails on that node alone, so its set stays
+/// different: the convergence check must report it, with the key and the elements that differ.
+#[test]
+fn a_node_whose_data_differs_is_reported_as_divergence() {
+    let dir = scratch("divergence");
+    let results = dir.join("results");
+    let mut reported = None;
+    for seed in ["2", "3", "4", "5"] {
+        let out = run(&[
+            "test",
+            "--nodes",
+            "3",
+            "--workload",
+            "set",
+            "--raft-bug",
+            "skip-apply-on-restart",
+            "--nemesis",
+            "kill",
+            "--nemesis-targets",
+            "one",
+            "--nemesis-interval",
+            "2",
+            "--time-limit",
+            "12",
+            "--recovery",
+            "2",
+            "--seed",
+            seed,
+            "--results-dir",
+            results.to_str().unwrap(),
+        ]);
+        let r = latest(&results);
+        if r["convergence"]["divergent"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+        {
+            assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+            reported = Some(r);
+            break;
+        }
+    }
+    let r = reported.expect("no seed produced a divergence");
+    assert_eq!(r["verdict"], "invalid");
+    let d = &r["convergence"]["divergent"][0];
+    assert_eq!(d["key"], "set");
+    assert_eq!(d["values"].as_object().map(|m| m.len()), Some(3), "{d}");
+    let sentence = r["explanation"][0].as_str().unwrap_or("");
+    assert!(
+        sentence.starts_with("divergence: for key set, n") && sentence.contains("lacks"),
+        "{sentence}"
+    );
+}
+
+#[test]
+fn bad_target_definitions_are_clear_errors_and_start_nothing() {
+    let dir = scratch("bad-targets");
+    let results = dir.join("results");
+    let r = results.to_str().unwrap();
+    let write = |name: &str, text: &str| -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let missing = write(
+        "missing.toml",
+        "command = [\"/nonexistent/mydb\", \"--id\", \"{id}\"]\n[client]\nprotocol = \"http-kv\"\n",
+    );
+    let placeholder = write(
+        "placeholder.toml",
+        "command = [\"sleep\", \"{nodeid}\"]\n[client]\nprotocol = \"http-kv\"\n",
+    );
+    let protocol = write(
+        "protocol.toml",
+        "command = [\"sleep\", \"30\"]\n[client]\nprotocol = \"grpc\"\n",
+    );
+    let unknown_key = write(
+        "unknown.toml",
+        "command = [\"sleep\", \"30\"]\nreadyy = 3\n[client]\nprotocol = \"http-kv\"\n",
+    );
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--target-config", &missing],
+            "/nonexistent/mydb was not found".into(),
+        ),
+        (
+            vec!["--target-config", &placeholder],
+            "unknown placeholder {nodeid}".into(),
+        ),
+        (vec!["--target-config", &protocol], "client.protocol".into()),
+        (vec!["--target-config", &unknown_key], "readyy".into()),
+        (vec![], "--target-config".into()),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec![
+            "test",
+            "--target",
+            "custom",
+            "--results-dir",
+            r,
+            "--nemesis",
+            "none",
+        ];
+        args.extend(extra.iter().copied());
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(254), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(&needle), "{args:?}: {}", stderr(&out));
+    }
+    // A node that never answers: the run stops with the nodes named, and kills them.
+    let silent = write(
+        "silent.toml",
+        "command = [\"sleep\", \"600\"]\n[ready]\nhttp_get = \"/status\"\ntimeout = 2\n[client]\nprotocol = \"http-kv\"\n",
+    );
+    let out = run(&[
+        "test",
+        "--target",
+        "custom",
+        "--target-config",
+        &silent,
+        "--nodes",
+        "3",
+        "--nemesis",
+        "none",
+        "--time-limit",
+        "5",
+        "--results-dir",
+        r,
+    ]);
+    assert_eq!(out.status.code(), Some(254), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("n1, n2, n3 did not become ready"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(leftover_processes(&results), 0, "sleep 600 survived");
+}

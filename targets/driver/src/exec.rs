@@ -1,0 +1,218 @@
+//! The `exec` client protocol (`docs/exec-protocol.md`): faultline runs the user's client
+//! driver once per test and speaks JSON lines with it over stdin/stdout. Requests carry an id;
+//! answers may come back in any order, so a driver can run many at once.
+//!
+//! A request the driver has not answered by its deadline is indeterminate (`info`): the driver
+//! may have sent it. If the driver dies, requests it had received are indeterminate, and
+//! requests it never received are definitely not executed.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use faultline_workloads::Op;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::oneshot;
+
+use crate::{Completion, NodeSpec, Outcome};
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+
+/// A running client driver.
+#[derive(Clone)]
+pub struct ExecClient {
+    stdin: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
+    pending: Pending,
+    next_id: Arc<AtomicU64>,
+    nodes: Vec<NodeSpec>,
+    child: Arc<Mutex<Option<Child>>>,
+}
+
+impl ExecClient {
+    /// Starts the driver `command`; its stderr goes to `log`.
+    pub fn start(
+        command: &[String],
+        log: &Path,
+        nodes: Vec<NodeSpec>,
+    ) -> Result<ExecClient, String> {
+        let (program, args) = command
+            .split_first()
+            .ok_or_else(|| "client.program is empty".to_string())?;
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start the client driver {program:?}: {e}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| "the client driver has no stdout".to_string())?;
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let readers = pending.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(answer) = serde_json::from_str::<Value>(&line) else {
+                    tracing::warn!(line = %faultline_line(&line), "the client driver wrote something that is not a JSON answer");
+                    continue;
+                };
+                let Some(id) = answer.get("id").and_then(Value::as_u64) else {
+                    tracing::warn!("the client driver answered without an id");
+                    continue;
+                };
+                let waiter = readers.lock().ok().and_then(|mut p| p.remove(&id));
+                if let Some(tx) = waiter {
+                    let _ = tx.send(answer);
+                }
+            }
+            // The driver is gone: waiters see their channel close.
+            if let Ok(mut p) = readers.lock() {
+                p.clear();
+            }
+        });
+        Ok(ExecClient {
+            stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
+            pending,
+            next_id: Arc::new(AtomicU64::new(1)),
+            nodes,
+            child: Arc::new(Mutex::new(Some(child))),
+        })
+    }
+
+    /// One read, write or cas (or `read-local`) on `node`.
+    pub async fn simple(
+        &self,
+        node: &str,
+        key: &str,
+        f: &str,
+        value: Value,
+        deadline: Instant,
+    ) -> Completion {
+        let done = |outcome| Completion {
+            outcome,
+            node: node.to_string(),
+        };
+        let Some(spec) = self.nodes.iter().find(|n| n.name == node) else {
+            return done(Outcome::Fail(format!("unknown node {node}")));
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(id, tx);
+        }
+        let request = json!({
+            "id": id, "f": f, "key": key, "value": value,
+            "node": node, "addr": spec.client_addr.to_string(),
+        });
+        let mut line = request.to_string();
+        line.push('\n');
+        {
+            let mut stdin = self.stdin.lock().await;
+            let written = match stdin.as_mut() {
+                Some(s) => s.write_all(line.as_bytes()).await.is_ok() && s.flush().await.is_ok(),
+                None => false,
+            };
+            if !written {
+                self.forget(id);
+                return done(Outcome::Fail(
+                    "the client driver is not running".to_string(),
+                ));
+            }
+        }
+        let answer = match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(_)) => return done(Outcome::Info("the client driver died".to_string())),
+            Err(_) => {
+                self.forget(id);
+                return done(Outcome::Info("timeout".to_string()));
+            }
+        };
+        let error = answer
+            .get("error")
+            .map(|e| {
+                e.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string())
+            })
+            .unwrap_or_default();
+        let outcome = match answer.get("type").and_then(Value::as_str) {
+            Some("ok") => Outcome::Ok(answer.get("value").cloned().unwrap_or(Value::Null)),
+            Some("fail") => Outcome::Fail(if error.is_empty() {
+                "fail".into()
+            } else {
+                error
+            }),
+            Some("info") => Outcome::Info(if error.is_empty() {
+                "info".into()
+            } else {
+                error
+            }),
+            other => Outcome::Info(format!(
+                "the client driver answered with type {other:?}, not ok, fail or info"
+            )),
+        };
+        done(outcome)
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(&id);
+        }
+    }
+
+    /// Performs a workload operation (`Op`) through the driver.
+    pub async fn execute_op(
+        &self,
+        node: &str,
+        key: &str,
+        op: &Op,
+        deadline: Instant,
+    ) -> Completion {
+        let (f, value) = match op {
+            Op::Read | Op::ReadSet => ("read", Value::Null),
+            Op::Write(v) => ("write", v.clone()),
+            Op::Cas { from, to } => ("cas", json!([from, to])),
+            Op::Add(_) => {
+                return Completion {
+                    outcome: Outcome::Fail("add is done with read and cas".to_string()),
+                    node: node.to_string(),
+                }
+            }
+        };
+        let mut c = self.simple(node, key, f, value, deadline).await;
+        // A write or cas that took effect reports its input, as in the history.
+        if let Outcome::Ok(_) = &c.outcome {
+            if !matches!(op, Op::Read | Op::ReadSet) {
+                c.outcome = Outcome::Ok(op.input());
+            }
+        }
+        c
+    }
+
+    /// Stops the driver.
+    pub fn stop(&self) {
+        if let Ok(mut c) = self.child.lock() {
+            if let Some(mut child) = c.take() {
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
+
+fn faultline_line(line: &str) -> String {
+    crate::sanitize(line, 200)
+}
