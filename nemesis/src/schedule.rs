@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -199,10 +200,16 @@ pub async fn run<C: Cluster>(
                 let skews: Vec<f64> = nodes.iter().map(|_| schedule.skew_ms(config)).collect();
                 let mut offsets = serde_json::Map::new();
                 let mut measured = serde_json::Map::new();
-                for (node, skew) in nodes.iter().zip(&skews) {
+                // All nodes at once: verifying one takes up to libfaketime's cache period, and
+                // the fault should hit its nodes together, not one after another.
+                let results = join_all(nodes.iter().zip(&skews).map(|(node, skew)| {
                     // A drift starts from zero; bump and strobe start at the full skew.
                     let first = if mode == ClockMode::Drift { 0.0 } else { *skew };
-                    match cluster.set_clock(node, first, true).await {
+                    cluster.set_clock(node, first, true)
+                }))
+                .await;
+                for ((node, skew), result) in nodes.iter().zip(&skews).zip(results) {
+                    match result {
                         Ok(r) => {
                             measured.insert(node.clone(), json!(r.measured_ms));
                         }
@@ -373,8 +380,10 @@ async fn heal<C: Cluster>(
         }
         Active::Clock { nodes, .. } => {
             let mut measured = serde_json::Map::new();
-            for node in nodes {
-                match cluster.set_clock(node, 0.0, true).await {
+            let results =
+                join_all(nodes.iter().map(|node| cluster.set_clock(node, 0.0, true))).await;
+            for (node, result) in nodes.iter().zip(results) {
+                match result {
                     Ok(r) => {
                         measured.insert(node.clone(), json!(r.measured_ms));
                     }
