@@ -1,17 +1,11 @@
 //! `faultline test --target etcd` against real etcd 3.4 members from Debian's `etcd-server`
 //! (installed by `scripts/test`), each in its own network namespace (root; CI runs as root).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-use serde_json::Value;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("run faultline")
-}
+mod common;
+use common::*;
 
 fn etcd_available() -> bool {
     let found = Command::new("etcd")
@@ -28,32 +22,12 @@ fn etcd_available() -> bool {
     found
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("faultline-etcd-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn latest(results: &Path) -> Value {
-    let run = results.join(std::fs::read_link(results.join("latest")).expect("latest"));
-    serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).expect("results"))
-        .expect("JSON")
-}
-
 fn no_etcd_left(results: &Path) {
-    let needle = results.to_string_lossy().into_owned();
-    let left = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-                .is_ok_and(|c| c.contains(&needle))
-        })
-        .count();
-    assert_eq!(left, 0, "etcd members left running");
+    assert_eq!(
+        processes_mentioning(results),
+        0,
+        "etcd members left running"
+    );
 }
 
 /// Both runs in one test: they share the host's network namespaces and ports.
@@ -155,5 +129,34 @@ fn etcd_under_partitions_pauses_and_kills_is_valid_and_serializable_reads_are_ca
         caught,
         "serializable reads under partitions were never flagged"
     );
+    no_etcd_left(&results);
+
+    // With no fault flags, etcd gets the default faults it can take: clock faults are left
+    // out with the reason (etcd is a Go program), not refused.
+    let out = run(&[
+        "test",
+        "--target",
+        "etcd",
+        "--nodes",
+        "3",
+        "--time-limit",
+        "8",
+        "--nemesis-interval",
+        "2",
+        "--recovery",
+        "2",
+        "--results-dir",
+        r,
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("clock faults left out") && err.contains("Go program"),
+        "{err}"
+    );
+    let v = latest(&results);
+    assert_eq!(v["verdict"], "valid", "{v}");
+    let ran = v["config"]["nemesis"].as_array().expect("nemesis list");
+    assert!(!ran.iter().any(|f| f == "clock"), "{ran:?}");
     no_etcd_left(&results);
 }

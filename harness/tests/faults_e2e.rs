@@ -3,11 +3,14 @@
 //! root, iproute2, nftables and libfaketime, which `scripts/test` installs; CI runs as root.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
+use common::*;
 
 /// These tests share the host's network state (and one compares it before and after), so
 /// they run one at a time.
@@ -15,35 +18,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn faultline() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-}
-
-fn run(args: &[&str]) -> Output {
-    faultline().args(args).output().expect("run faultline")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("faultline-faults-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn latest_run(results: &Path) -> PathBuf {
-    let target = std::fs::read_link(results.join("latest")).expect("results/latest");
-    results.join(target)
-}
-
-fn results_json(run: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).expect("results.json"))
-        .expect("JSON")
 }
 
 fn history(run: &Path) -> Vec<Value> {
@@ -83,20 +57,6 @@ fn host_state() -> String {
             .join("\n"),
         links,
     )
-}
-
-fn node_processes(results: &Path) -> usize {
-    let needle = results.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-                .is_ok_and(|c| c.contains(&needle) && c.contains(" node "))
-        })
-        .count()
 }
 
 /// Partition windows from a history: (start time, end time, grudge).

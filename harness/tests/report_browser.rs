@@ -13,39 +13,13 @@
 use std::io::Read as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn faultline() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-}
-
-fn run(args: &[&str]) -> Output {
-    faultline().args(args).output().expect("run faultline")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("faultline-report-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn latest_run(results: &Path) -> PathBuf {
-    let target = std::fs::read_link(results.join("latest")).expect("results/latest");
-    results.join(target)
-}
-
-fn results_json(run: &Path) -> Value {
-    let text = std::fs::read_to_string(run.join("results.json")).expect("results.json");
-    serde_json::from_str(&text).expect("results.json is JSON")
-}
+mod common;
+use common::*;
 
 /// Text as Chromium serialises a text node (`&`, `<`, `>` escaped; quotes not).
 fn dom_text(s: &str) -> String {
@@ -285,9 +259,11 @@ fn a_valid_run_reads_in_a_browser() {
     assert!(dom.contains("id=\"leaders\""), "no leader table");
     let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
     assert!(
-        junit.contains("tests=\"1\" failures=\"0\" errors=\"0\""),
+        junit.contains("tests=\"2\" failures=\"0\" errors=\"0\""),
         "{junit}"
     );
+    // One case per check: the history's and the replicas' convergence.
+    assert!(junit.contains("name=\"convergence\""), "{junit}");
     assert!(
         junit.contains("name=\"linearizable (cas-register)\""),
         "{junit}"
@@ -390,7 +366,7 @@ fn an_invalid_run_shows_its_counterexample_in_a_browser() {
 
     let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
     assert!(
-        junit.contains("tests=\"1\" failures=\"1\" errors=\"0\""),
+        junit.contains("tests=\"2\" failures=\"1\" errors=\"0\""),
         "{junit}"
     );
     assert!(

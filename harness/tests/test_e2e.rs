@@ -2,60 +2,13 @@
 //! real results folder.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn faultline() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-}
-
-fn run(args: &[&str]) -> Output {
-    faultline().args(args).output().expect("run faultline")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("faultline-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Processes whose command line mentions `needle` (a results folder: every node's data dir
-/// is inside it).
-fn processes_mentioning(needle: &Path) -> Vec<i32> {
-    let needle = needle.to_string_lossy().into_owned();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(&needle) && cmdline.contains(" node ") {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-fn latest_run(results: &Path) -> PathBuf {
-    let latest = results.join("latest");
-    let target = std::fs::read_link(&latest).expect("results/latest is a symlink");
-    results.join(target)
-}
-
-fn results_json(run: &Path) -> Value {
-    let text = std::fs::read_to_string(run.join("results.json")).expect("results.json");
-    serde_json::from_str(&text).expect("results.json is JSON")
-}
+mod common;
+use common::*;
 
 #[test]
 fn register_test_with_kills_and_pauses_is_valid_and_keeps_the_evidence() {
@@ -118,10 +71,7 @@ fn register_test_with_kills_and_pauses_is_valid_and_keeps_the_evidence() {
     // The resolved definition names the seed, to repeat the run.
     let toml = std::fs::read_to_string(run_dir.join("test.toml")).unwrap();
     assert!(toml.contains("seed = 11"), "{toml}");
-    assert!(
-        processes_mentioning(&results).is_empty(),
-        "nodes left running"
-    );
+    assert!(node_processes(&results) == 0, "nodes left running");
 }
 
 #[test]
@@ -209,15 +159,12 @@ fn a_killed_controller_leaves_a_checkable_history_and_nothing_running() {
     let _ = child.wait();
     // The nodes die with their controller (parent-death signal); give the kernel a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !processes_mentioning(&results).is_empty() && Instant::now() < deadline {
+    while node_processes(&results) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     let clean = run(&["clean"]);
     assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
-    assert!(
-        processes_mentioning(&results).is_empty(),
-        "node processes survived"
-    );
+    assert!(node_processes(&results) == 0, "node processes survived");
     let history = only_run(&results).join("history.jsonl");
     let out = run(&[
         "check",
@@ -263,10 +210,7 @@ fn ctrl_c_ends_the_faults_and_still_checks() {
     let r = results_json(&only_run(&results));
     assert_eq!(r["interrupted"], true);
     assert_eq!(r["verdict"], "valid");
-    assert!(
-        processes_mentioning(&results).is_empty(),
-        "nodes left running"
-    );
+    assert!(node_processes(&results) == 0, "nodes left running");
 }
 
 #[test]
@@ -310,7 +254,7 @@ fn bad_definitions_exit_254_and_start_nothing() {
         let out = run(&all);
         assert_eq!(out.status.code(), Some(254), "{all:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(needle), "{all:?}: {}", stderr(&out));
-        assert!(processes_mentioning(&results).is_empty());
+        assert!(node_processes(&results) == 0);
     }
     // A missing node binary.
     let toml = dir.join("missing.toml");
@@ -402,10 +346,7 @@ fn ack_before_commit_is_caught_when_the_leader_is_killed() {
         } else {
             assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         }
-        assert!(
-            processes_mentioning(&results).is_empty(),
-            "nodes left running"
-        );
+        assert!(node_processes(&results) == 0, "nodes left running");
     }
     assert!(invalid >= 2, "only {invalid} of 3 seeds caught the bug");
     assert!(named_a_lost_write, "no explanation named a lost write");

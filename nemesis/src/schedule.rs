@@ -180,7 +180,11 @@ pub async fn run<C: Cluster>(
                 detail["aim"] = json!(aim.name());
                 detail["nodes"] = json!(nodes);
                 fr.nodes = nodes.clone();
-                Active::Process(nodes)
+                if fault == FaultKind::Kill {
+                    Active::Killed(nodes)
+                } else {
+                    Active::Paused(nodes)
+                }
             }
             FaultKind::Partition => {
                 let kind = schedule.next_partition();
@@ -265,7 +269,10 @@ pub async fn run<C: Cluster>(
 
 /// A fault in force, with what healing it needs.
 enum Active {
-    Process(Vec<String>),
+    /// Killed nodes, healed by restarting them.
+    Killed(Vec<String>),
+    /// Paused nodes, healed by SIGCONT.
+    Paused(Vec<String>),
     Partition,
     Clock {
         mode: ClockMode,
@@ -357,13 +364,15 @@ async fn heal<C: Cluster>(
     errors: &mut Vec<String>,
 ) -> Option<serde_json::Value> {
     match active {
-        Active::Process(nodes) => {
+        // Which fault it was decides the cure, not whether the process still shows as
+        // running: a node killed an instant before the heal may not be reaped yet, and
+        // resuming it instead of restarting it would leave it dead for the rest of the test.
+        Active::Killed(nodes) | Active::Paused(nodes) => {
             for node in nodes {
-                // A kill is healed by a restart, a pause by SIGCONT; the process group tells
-                // which (a killed node has none).
-                let result = match cluster.process_group(node) {
-                    Some(pgid) => process::resume(pgid),
-                    None => cluster.restart(node).await,
+                let result = match (active, cluster.process_group(node)) {
+                    (Active::Paused(_), Some(pgid)) => process::resume(pgid),
+                    // A paused node that is gone (it crashed meanwhile) is restarted too.
+                    _ => cluster.restart(node).await,
                 };
                 if let Err(e) = result {
                     tracing::warn!(node, error = %e, "could not heal a fault");
@@ -404,6 +413,7 @@ async fn heal<C: Cluster>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ClockReading;
 
     fn nodes(n: usize) -> Vec<String> {
         (1..=n).map(|i| format!("n{i}")).collect()
@@ -421,6 +431,69 @@ mod tests {
             interval: Duration::from_secs(1),
             seed,
         }
+    }
+
+    /// A cluster whose one node always looks running (as a killed process does until it is
+    /// reaped), recording the restarts asked for.
+    struct Unreaped {
+        pgid: i32,
+        restarts: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Cluster for Unreaped {
+        fn nodes(&self) -> Vec<String> {
+            vec!["n1".to_string()]
+        }
+        async fn leader(&self) -> Option<String> {
+            None
+        }
+        fn process_group(&self, _node: &str) -> Option<i32> {
+            Some(self.pgid)
+        }
+        fn killed(&self, _node: &str) {}
+        async fn restart(&self, node: &str) -> Result<(), String> {
+            self.restarts
+                .lock()
+                .map_err(|e| e.to_string())?
+                .push(node.to_string());
+            Ok(())
+        }
+        fn partition(&self, _grudge: &Grudge) -> Result<(), String> {
+            Ok(())
+        }
+        async fn set_clock(&self, _: &str, _: f64, _: bool) -> Result<ClockReading, String> {
+            Ok(ClockReading::default())
+        }
+        fn degrade(&self, _: Duration, _: Duration, _: f64) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kill_is_healed_by_a_restart_even_before_the_process_is_reaped() {
+        use std::os::unix::process::CommandExt as _;
+        // A real process group to stand for the node, so resuming it is harmless.
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("start sleep");
+        let cluster = Unreaped {
+            pgid: sleeper.id() as i32,
+            restarts: std::sync::Mutex::new(Vec::new()),
+        };
+        let mut errors = Vec::new();
+        heal(&cluster, &Active::Killed(vec!["n1".into()]), &mut errors).await;
+        assert_eq!(*cluster.restarts.lock().unwrap(), vec!["n1".to_string()]);
+        heal(&cluster, &Active::Paused(vec!["n1".into()]), &mut errors).await;
+        assert_eq!(
+            cluster.restarts.lock().unwrap().len(),
+            1,
+            "a pause was restarted"
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
     }
 
     #[test]

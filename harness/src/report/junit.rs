@@ -1,7 +1,7 @@
 //! `junit.xml`: the run as a JUnit report, which every CI system reads. One test case per
-//! checker (the run's verdict on its workload), failing with the explanation when the history
-//! is not linearizable, and erroring when the check was inconclusive: an unknown verdict must
-//! not pass a release gate silently.
+//! check — the workload's checker (linearizability or set) and the final convergence check —
+//! failing with the explanation when the check found a violation, and erroring when it was
+//! inconclusive: an unknown verdict must not pass a release gate silently.
 
 use std::fmt::Write as _;
 
@@ -10,16 +10,57 @@ use serde_json::Value;
 use super::escape::xml;
 use super::load::Run;
 
-pub fn render(run: &Run, suite: &str) -> String {
+/// One test case: a check's name, verdict and explanation.
+struct Case {
+    name: String,
+    verdict: String,
+    explanation: Vec<String>,
+}
+
+/// The run's checks: from `results.json`'s `checks` (the workload's checker, then the
+/// convergence check), or, for a run without them (an imported history), one case carrying
+/// the run's verdict.
+fn cases(run: &Run) -> Vec<Case> {
+    let listed: Vec<Case> = run
+        .result("/checks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some(Case {
+                name: c.get("name")?.as_str()?.to_string(),
+                verdict: c.get("verdict")?.as_str()?.to_string(),
+                explanation: c
+                    .get("explanation")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect(),
+            })
+        })
+        .collect();
+    if !listed.is_empty() {
+        return listed;
+    }
     let kind = run
         .checker
         .get("kind")
         .and_then(Value::as_str)
         .unwrap_or("check");
-    let case = match run.checker.get("model").and_then(Value::as_str) {
+    let name = match run.checker.get("model").and_then(Value::as_str) {
         Some(model) => format!("{kind} ({model})"),
         None => kind.to_string(),
     };
+    vec![Case {
+        name,
+        verdict: run.verdict.clone(),
+        explanation: run.explanation.clone(),
+    }]
+}
+
+pub fn render(run: &Run, suite: &str) -> String {
+    let cases = cases(run);
     let check_s = run
         .checker
         .pointer("/report/check_ms")
@@ -30,15 +71,15 @@ pub fn render(run: &Run, suite: &str) -> String {
         .result("/duration_s")
         .and_then(Value::as_f64)
         .unwrap_or(run.end_ns as f64 / 1e9);
-    let (failures, errors) = match run.verdict.as_str() {
-        "valid" => (0, 0),
-        "invalid" => (1, 0),
-        _ => (0, 1),
-    };
+    let count = |v: &str| cases.iter().filter(|c| c.verdict == v).count();
+    let tests = cases.len();
+    let failures = count("invalid");
+    let skipped = count("skipped");
+    let errors = tests - failures - skipped - count("valid");
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuites name=\"faultline\" tests=\"1\" failures=\"{failures}\" errors=\"{errors}\" time=\"{duration_s:.3}\">"
+        "<testsuites name=\"faultline\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{duration_s:.3}\">"
     );
     let timestamp = run
         .result("/started")
@@ -47,7 +88,7 @@ pub fn render(run: &Run, suite: &str) -> String {
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "  <testsuite name=\"{}\" tests=\"1\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{duration_s:.3}\"{}>",
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{duration_s:.3}\"{}>",
         xml(suite),
         if timestamp.is_empty() {
             String::new()
@@ -85,39 +126,47 @@ pub fn render(run: &Run, suite: &str) -> String {
         run.faults.len()
     );
     out.push_str("    </properties>\n");
-    let _ = writeln!(
-        out,
-        "    <testcase classname=\"{}\" name=\"{}\" time=\"{check_s:.3}\">",
-        xml(suite),
-        xml(&case)
-    );
-    let text = run.explanation.join("\n");
-    let first = run
-        .explanation
-        .first()
-        .cloned()
-        .unwrap_or_else(|| format!("verdict: {}", run.verdict));
-    match run.verdict.as_str() {
-        "valid" => {}
-        "invalid" => {
-            let _ = writeln!(
-                out,
-                "      <failure type=\"invalid\" message=\"{}\">{}</failure>",
-                xml(&first),
-                xml(&text)
-            );
+    for (i, case) in cases.iter().enumerate() {
+        // The checker's time belongs to the first case; the others are read-backs.
+        let time = if i == 0 { check_s } else { 0.0 };
+        let _ = writeln!(
+            out,
+            "    <testcase classname=\"{}\" name=\"{}\" time=\"{time:.3}\">",
+            xml(suite),
+            xml(&case.name)
+        );
+        let text = case.explanation.join("\n");
+        let first = case
+            .explanation
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("verdict: {}", case.verdict));
+        match case.verdict.as_str() {
+            "valid" => {}
+            "invalid" => {
+                let _ = writeln!(
+                    out,
+                    "      <failure type=\"invalid\" message=\"{}\">{}</failure>",
+                    xml(&first),
+                    xml(&text)
+                );
+            }
+            "skipped" => {
+                let _ = writeln!(out, "      <skipped message=\"{}\"/>", xml(&first));
+            }
+            other => {
+                let _ = writeln!(
+                    out,
+                    "      <error type=\"{}\" message=\"{}\">{}</error>",
+                    xml(other),
+                    xml(&first),
+                    xml(&text)
+                );
+            }
         }
-        other => {
-            let _ = writeln!(
-                out,
-                "      <error type=\"{}\" message=\"{}\">{}</error>",
-                xml(other),
-                xml(&first),
-                xml(&text)
-            );
-        }
+        out.push_str("    </testcase>\n");
     }
-    out.push_str("    </testcase>\n  </testsuite>\n</testsuites>\n");
+    out.push_str("  </testsuite>\n</testsuites>\n");
     out
 }
 

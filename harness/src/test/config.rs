@@ -114,6 +114,9 @@ pub struct TestConfig {
     pub time_limit: Duration,
     pub op_timeout: Duration,
     pub nemesis: Vec<FaultKind>,
+    /// True when `nemesis` is the default set rather than the user's list: a default fault the
+    /// target cannot take is then left out with a note instead of refused.
+    pub nemesis_defaulted: bool,
     pub nemesis_interval: Duration,
     pub nemesis_targets: Vec<Aim>,
     pub partitions: Vec<PartitionKind>,
@@ -283,6 +286,7 @@ impl TestFile {
             0.1,
         )?;
         let mut notes = Vec::new();
+        let nemesis_defaulted = self.nemesis.is_none();
         let nemesis = match self.nemesis {
             None => {
                 let mut d = vec![FaultKind::Partition, FaultKind::Pause, FaultKind::Kill];
@@ -458,6 +462,7 @@ impl TestFile {
             time_limit,
             op_timeout,
             nemesis,
+            nemesis_defaulted,
             nemesis_interval,
             nemesis_targets,
             partitions,

@@ -161,6 +161,21 @@ pub async fn finish(
         write_windows(run_dir, report);
     }
 
+    // Each check's own answer (one JUnit test case each), before they are combined.
+    let mut checks = vec![json!({
+        "name": check_name(&checked.json),
+        "verdict": checked.verdict.as_str(),
+        "explanation": checked.sentences,
+    })];
+    if let Some(c) = summary.convergence.as_ref() {
+        let sentence = c.sentence();
+        let (verdict, explanation) = match (&c.skipped, &sentence) {
+            (_, Some(s)) => ("invalid", vec![s.clone()]),
+            (Some(why), None) => ("skipped", vec![why.clone()]),
+            (None, None) => ("valid", Vec::new()),
+        };
+        checks.push(json!({"name": "convergence", "verdict": verdict, "explanation": explanation}));
+    }
     // A divergence is a violation whatever the history says.
     let mut checked = checked;
     if let Some(sentence) = summary.convergence.as_ref().and_then(|c| c.sentence()) {
@@ -182,6 +197,7 @@ pub async fn finish(
         "verdict": checked.verdict.as_str(),
         "explanation": checked.sentences,
         "checker": checked.json,
+        "checks": checks,
         "operations": stats.counts,
         "client": client_stats(&summary),
         "latency_ms": stats.latency,
@@ -230,6 +246,18 @@ struct Checked {
     sentences: Vec<String>,
     json: Value,
     report: Option<Report>,
+}
+
+/// A check's name as CI systems show it: `linearizable (cas-register)`, `set`.
+fn check_name(checker: &Value) -> String {
+    let kind = checker
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("check");
+    match checker.get("model").and_then(Value::as_str) {
+        Some(model) => format!("{kind} ({model})"),
+        None => kind.to_string(),
+    }
 }
 
 fn check(checker: &Checker, history: &History, options: &CheckOptions) -> Result<Checked, String> {

@@ -45,18 +45,9 @@ impl Client {
             Client::HttpKv(c) => c.execute(node, request, deadline).await,
             Client::Exec(c) => {
                 let key = request.key.as_str();
-                match &request.op {
-                    Op::Add(x) => {
-                        let simple = |n: String, op: Op| async move {
-                            c.execute_op(&n, key, &op, deadline).await
-                        };
-                        crate::add_via_cas(simple, node, x, deadline).await
-                    }
-                    Op::ReadSet => {
-                        crate::as_set(c.execute_op(node, key, &Op::Read, deadline).await)
-                    }
-                    op => c.execute_op(node, key, op, deadline).await,
-                }
+                let simple =
+                    |n: String, op: Op| async move { c.execute_op(&n, key, &op, deadline).await };
+                crate::execute_via(simple, node, request, deadline).await
             }
             Client::Etcd(c) => c.execute(node, request, deadline).await,
             Client::Consul(c) => c.execute(node, request, deadline).await,

@@ -417,15 +417,8 @@ impl ConsulClient {
     /// always `node`.
     pub async fn execute(&self, node: &str, request: &Request, deadline: Instant) -> Completion {
         let key = request.key.as_str();
-        match &request.op {
-            Op::Add(x) => {
-                let simple =
-                    |n: String, op: Op| async move { self.simple(&n, key, &op, deadline).await };
-                crate::add_via_cas(simple, node, x, deadline).await
-            }
-            Op::ReadSet => crate::as_set(self.simple(node, key, &Op::Read, deadline).await),
-            op => self.simple(node, key, op, deadline).await,
-        }
+        let simple = |n: String, op: Op| async move { self.simple(&n, key, &op, deadline).await };
+        crate::execute_via(simple, node, request, deadline).await
     }
 
     async fn simple(&self, node: &str, key: &str, op: &Op, deadline: Instant) -> Completion {
@@ -606,35 +599,15 @@ impl ConsulClient {
     /// Waits until every server answers `/v1/status/leader` and one of them leads; returns
     /// the leader's name. On timeout, names the servers that never answered.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let views = self.leader_views().await;
-            let silent: Vec<String> = views
-                .iter()
-                .filter(|(_, v)| v.is_none())
-                .map(|(n, _)| n.clone())
-                .collect();
-            if silent.is_empty() {
-                if let Some(leader) = self.leader_of(&views) {
-                    return Ok(leader);
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(if silent.is_empty() {
-                    format!(
-                        "consul: no leader was elected within {} s",
-                        timeout.as_secs_f64()
-                    )
-                } else {
-                    format!(
-                        "consul: {} did not answer on their HTTP address within {} s (see their logs)",
-                        silent.join(", "),
-                        timeout.as_secs_f64()
-                    )
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        crate::wait_for_leader(
+            "consul",
+            "HTTP address",
+            timeout,
+            Duration::from_millis(200),
+            || self.leader_views(),
+            |views| self.leader_of(views),
+        )
+        .await
     }
 
     /// A stale read of `key` answered by exactly `node` from its own state. `Ok(None)` if the

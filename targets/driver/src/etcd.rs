@@ -210,15 +210,8 @@ impl EtcdClient {
     /// to their leader themselves, so the node that handled it is always `node`.
     pub async fn execute(&self, node: &str, request: &Request, deadline: Instant) -> Completion {
         let key = request.key.as_str();
-        match &request.op {
-            Op::Add(x) => {
-                let simple =
-                    |n: String, op: Op| async move { self.simple(&n, key, &op, deadline).await };
-                crate::add_via_cas(simple, node, x, deadline).await
-            }
-            Op::ReadSet => crate::as_set(self.simple(node, key, &Op::Read, deadline).await),
-            op => self.simple(node, key, op, deadline).await,
-        }
+        let simple = |n: String, op: Op| async move { self.simple(&n, key, &op, deadline).await };
+        crate::execute_via(simple, node, request, deadline).await
     }
 
     /// One read, write or cas.
@@ -354,35 +347,15 @@ impl EtcdClient {
     /// leader's name. On timeout, names the members that never answered (or says that no
     /// leader was elected).
     pub async fn wait_ready(&self, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let statuses = self.statuses(STATUS_TIMEOUT).await;
-            let silent: Vec<String> = statuses
-                .iter()
-                .filter(|(_, s)| s.is_none())
-                .map(|(n, _)| n.clone())
-                .collect();
-            if silent.is_empty() {
-                if let Some(leader) = leader_of(&statuses) {
-                    return Ok(leader);
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(if silent.is_empty() {
-                    format!(
-                        "etcd: no leader was elected within {} s",
-                        timeout.as_secs_f64()
-                    )
-                } else {
-                    format!(
-                        "etcd: {} did not answer on their client address within {} s (see their logs)",
-                        silent.join(", "),
-                        timeout.as_secs_f64()
-                    )
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::wait_for_leader(
+            "etcd",
+            "client address",
+            timeout,
+            Duration::from_millis(100),
+            || self.statuses(STATUS_TIMEOUT),
+            leader_of,
+        )
+        .await
     }
 
     /// A serializable read of `key` answered by exactly `node` from its own state, without

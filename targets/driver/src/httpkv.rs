@@ -49,15 +49,8 @@ impl HttpKvClient {
     /// `deadline`.
     pub async fn execute(&self, node: &str, request: &Request, deadline: Instant) -> Completion {
         let key = request.key.as_str();
-        match &request.op {
-            Op::Add(x) => {
-                let simple =
-                    |n: String, op: Op| async move { self.simple(&n, key, &op, deadline).await };
-                crate::add_via_cas(simple, node, x, deadline).await
-            }
-            Op::ReadSet => crate::as_set(self.simple(node, key, &Op::Read, deadline).await),
-            op => self.simple(node, key, op, deadline).await,
-        }
+        let simple = |n: String, op: Op| async move { self.simple(&n, key, &op, deadline).await };
+        crate::execute_via(simple, node, request, deadline).await
     }
 
     /// A single read, write or cas.

@@ -5,9 +5,14 @@
 //! else (when to start, kill or pause a node, what to record) is the harness's business.
 //!
 //! * [`process`]: running node processes so that they can never outlive the controller.
+//! * [`client`]: one client type over every protocol below, and how to tell a node is ready.
 //! * [`httpkv`]: the `http-kv` client protocol (`docs/http-kv.md`), spoken by the bundled Raft
 //!   and by custom targets.
+//! * [`exec`]: a user's own client-driver program, spoken to in JSON lines
+//!   (`docs/exec-protocol.md`).
+//! * [`etcd`], [`consul`]: their real HTTP APIs, and how to launch their servers.
 //! * [`raft`]: the bundled Raft key-value store (`faultline node`).
+//! * [`custom`]: a system described in a TOML file (`docs/custom-targets.md`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +83,75 @@ pub fn sanitize(s: &str, max_chars: usize) -> String {
         out.push('…');
     }
     out
+}
+
+/// Polls every node's view (`None` when a node did not answer) until all answer and
+/// `leader_of` finds a leader among them; returns its name. On timeout the error names the
+/// nodes that never answered, or says that no leader was elected, so the user knows which
+/// log to open.
+pub(crate) async fn wait_for_leader<V, F, Fut, L>(
+    system: &str,
+    endpoint: &str,
+    timeout: std::time::Duration,
+    poll: std::time::Duration,
+    mut views: F,
+    leader_of: L,
+) -> Result<String, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Vec<(String, Option<V>)>>,
+    L: Fn(&[(String, Option<V>)]) -> Option<String>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let seen = views().await;
+        let silent: Vec<&str> = seen
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if silent.is_empty() {
+            if let Some(leader) = leader_of(&seen) {
+                return Ok(leader);
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(if silent.is_empty() {
+                format!(
+                    "{system}: no leader was elected within {} s",
+                    timeout.as_secs_f64()
+                )
+            } else {
+                format!(
+                    "{system}: {} did not answer on their {endpoint} within {} s (see their logs)",
+                    silent.join(", "),
+                    timeout.as_secs_f64()
+                )
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Performs a workload `request` with a client that itself knows only read, write and cas
+/// (`simple`, given the node to ask and the operation): a set add becomes a cas loop
+/// ([`add_via_cas`]), a whole-set read a read of the key ([`as_set`]).
+pub async fn execute_via<F, Fut>(
+    mut simple: F,
+    node: &str,
+    request: &faultline_workloads::Request,
+    deadline: std::time::Instant,
+) -> Completion
+where
+    F: FnMut(String, faultline_workloads::Op) -> Fut,
+    Fut: std::future::Future<Output = Completion>,
+{
+    use faultline_workloads::Op;
+    match &request.op {
+        Op::Add(x) => add_via_cas(simple, node, x, deadline).await,
+        Op::ReadSet => as_set(simple(node.to_string(), Op::Read).await),
+        op => simple(node.to_string(), op.clone()).await,
+    }
 }
 
 /// Adds `x` to the JSON array stored at `key`, with the target's own read and cas: read it,

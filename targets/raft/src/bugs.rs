@@ -50,7 +50,7 @@ pub const ALL_BUGS: &[BugInfo] = &[
     },
     BugInfo {
         name: "skip-apply-on-restart",
-        summary: "After a restart the node skips applying one committed command while it replays the log, so its state silently diverges from the other replicas'.",
+        summary: "After a restart (and after each snapshot it then installs) the node skips applying the first committed command that changes its state, so its data silently diverges from the other replicas'.",
     },
 ];
 

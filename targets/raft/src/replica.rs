@@ -159,6 +159,8 @@ pub struct Replica {
     responses: Vec<(ReqId, Response)>,
     /// The `skip-apply-on-restart` bug is armed.
     skip_next_apply: bool,
+    /// This replica was recovered from durable state (not created empty).
+    restarted: bool,
     snapshots_installed: u64,
     snapshots_taken: u64,
     /// Set when the replica hit a state it cannot go on from; every later `ready` repeats it.
@@ -170,6 +172,7 @@ impl Replica {
     pub fn new(cfg: ReplicaConfig) -> Result<Replica, String> {
         let mut r = Replica::recover(cfg, Recovered::default())?;
         r.skip_next_apply = false;
+        r.restarted = false;
         Ok(r)
     }
 
@@ -198,6 +201,7 @@ impl Replica {
             next_ctx: 1,
             responses: Vec::new(),
             skip_next_apply: bugs.skip_apply_on_restart,
+            restarted: true,
             snapshots_installed: 0,
             snapshots_taken: 0,
             failed: None,
@@ -376,6 +380,11 @@ impl Replica {
                 }
             }
             self.snapshots_installed += 1;
+            // The bug again: a restarted node that catches up by snapshot would otherwise be
+            // healed by it, hiding the divergence the bug exists to show.
+            if self.bugs.skip_apply_on_restart && self.restarted {
+                self.skip_next_apply = true;
+            }
             let covered: Vec<u64> = self.writes.range(..=s.index).map(|(&i, _)| i).collect();
             for i in covered {
                 if let Some(w) = self.writes.remove(&i) {
@@ -452,13 +461,18 @@ impl Replica {
                 self.kv.apply_noop(e.index, e.term);
                 None
             }
-            EntryKind::Command if self.skip_next_apply => {
-                // The bug: the first command replayed after a restart is skipped.
-                self.skip_next_apply = false;
-                self.kv.skip(e.index);
-                None
-            }
             EntryKind::Command => match Command::decode(&e.data) {
+                Ok(cmd)
+                    if self.skip_next_apply
+                        && matches!(self.kv.evaluate(&cmd), Applied::Written | Applied::CasOk) =>
+                {
+                    // The bug: the first command after a restart that changes the state is
+                    // skipped (skipping one that changes nothing, such as a failing cas,
+                    // would leave the data identical and the bug invisible).
+                    self.skip_next_apply = false;
+                    self.kv.skip(e.index);
+                    None
+                }
                 Ok(cmd) => Some(self.kv.apply(e.index, e.term, &e.data, &cmd)),
                 Err(err) => {
                     tracing::error!(index = e.index, error = %err, "committed entry does not decode; skipped");

@@ -70,6 +70,14 @@ fn drain(state: &mut State, o: &mut Out<RaftActor>) {
     if state.node.is_leader() && state.led.last() != Some(&state.node.term()) {
         state.led.push(state.node.term());
     }
+    // Timers are armed only while they can do something (see `on_timeout`).
+    if state.node.is_leader() {
+        if state.heartbeats < HEARTBEATS {
+            o.set_timer(Timer::Heartbeat, model_timeout());
+        }
+    } else {
+        o.set_timer(Timer::Election, model_timeout());
+    }
 }
 
 impl Actor for RaftActor {
@@ -87,7 +95,6 @@ impl Actor for RaftActor {
         cfg.bugs = self.bugs;
         let node = RawNode::new(cfg).unwrap_or_else(|e| panic!("model config: {e}"));
         o.set_timer(Timer::Election, model_timeout());
-        o.set_timer(Timer::Heartbeat, model_timeout());
         State {
             node,
             led: Vec::new(),
@@ -103,27 +110,25 @@ impl Actor for RaftActor {
         drain(s, o);
     }
 
+    /// A timeout that would change nothing is not re-armed: stateright's random-walk checker
+    /// records an ignored (no-op) action by an index its path replay cannot follow, so a
+    /// no-op timeout in a recorded path makes reconstructing the path panic. `drain` re-arms
+    /// each timer when it becomes useful again (election: on losing leadership; heartbeat:
+    /// on winning it).
     fn on_timeout(&self, _id: Id, state: &mut Cow<State>, timer: &Timer, o: &mut Out<Self>) {
         match timer {
-            Timer::Election => {
-                if !state.node.is_leader() {
-                    let s = state.to_mut();
-                    s.node.campaign();
-                    drain(s, o);
-                }
-                o.set_timer(Timer::Election, model_timeout());
+            Timer::Election if !state.node.is_leader() => {
+                let s = state.to_mut();
+                s.node.campaign();
+                drain(s, o);
             }
-            Timer::Heartbeat => {
-                if state.node.is_leader() && state.heartbeats < HEARTBEATS {
-                    let s = state.to_mut();
-                    s.heartbeats += 1;
-                    s.node.heartbeat();
-                    drain(s, o);
-                }
-                if state.heartbeats < HEARTBEATS {
-                    o.set_timer(Timer::Heartbeat, model_timeout());
-                }
+            Timer::Heartbeat if state.node.is_leader() && state.heartbeats < HEARTBEATS => {
+                let s = state.to_mut();
+                s.heartbeats += 1;
+                s.node.heartbeat();
+                drain(s, o);
             }
+            Timer::Election | Timer::Heartbeat => {}
         }
     }
 }

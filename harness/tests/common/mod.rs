@@ -1,0 +1,81 @@
+//! Helpers shared by the end-to-end tests: running the real `faultline` binary, scratch
+//! folders, reading a run's results, and finding processes a run left behind.
+//!
+//! Each test binary compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The `faultline` binary under test.
+pub fn faultline() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+}
+
+/// Runs `faultline ARGS` to completion.
+pub fn run(args: &[&str]) -> Output {
+    faultline().args(args).output().expect("run faultline")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fresh, empty folder for one test, named after the test binary and `name` (and this
+/// process, so concurrent `cargo test` runs never share one).
+pub fn scratch(name: &str) -> PathBuf {
+    let binary = module_path!().split("::").next().unwrap_or("tests");
+    let dir =
+        std::env::temp_dir().join(format!("faultline-{binary}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The newest run in a results folder (what `results/latest` points at).
+pub fn latest_run(results: &Path) -> PathBuf {
+    let target = std::fs::read_link(results.join("latest")).expect("results/latest is a symlink");
+    results.join(target)
+}
+
+/// A run's `results.json`.
+pub fn results_json(run: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).expect("results.json"))
+        .expect("results.json is JSON")
+}
+
+/// The newest run's `results.json`.
+pub fn latest(results: &Path) -> Value {
+    results_json(&latest_run(results))
+}
+
+/// How many processes have `needle` (a run's folder) in their command line: whatever a
+/// run started — nodes, etcd members, a custom target's commands — names its folder.
+pub fn processes_mentioning(needle: &Path) -> usize {
+    processes_where(needle, |_| true)
+}
+
+/// How many `faultline node` processes have `needle` in their command line.
+pub fn node_processes(needle: &Path) -> usize {
+    processes_where(needle, |cmdline| cmdline.contains(" node "))
+}
+
+fn processes_where(needle: &Path, also: impl Fn(&str) -> bool) -> usize {
+    let needle = needle.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .is_ok_and(|c| c.contains(&needle) && also(&c))
+        })
+        .count()
+}
