@@ -635,7 +635,13 @@ async fn progress(
         let ok = c.ok.load(Ordering::Relaxed);
         let fail = c.fail.load(Ordering::Relaxed);
         let info = c.info.load(Ordering::Relaxed);
-        let rate = (ok.saturating_sub(last_ok)) as f64 / last_at.elapsed().as_secs_f64().max(1e-3);
+        let since_last = last_at.elapsed().as_secs_f64();
+        if stopped && !tty && since_last < 1.0 {
+            // The line just printed already has these counts; a rate over a few
+            // milliseconds would only mislead.
+            break;
+        }
+        let rate = (ok.saturating_sub(last_ok)) as f64 / since_last.max(1e-3);
         last_ok = ok;
         last_at = Instant::now();
         let line = format!(
