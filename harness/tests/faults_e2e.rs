@@ -541,6 +541,41 @@ fn nothing_of_a_run_survives_it_and_the_host_is_untouched() {
     assert_eq!(host_state(), before, "an interrupted run changed the host");
     assert_eq!(node_processes(&results), 0);
 
+    // Ctrl-C while the namespaces are being made and the nodes start: the run ends (as an
+    // error, or as an interrupted run if the cluster was already up) and leaves nothing.
+    let results = dir.join("early");
+    let child = faultline()
+        .args([
+            "test",
+            "--nodes",
+            "3",
+            "--net",
+            "netns",
+            "--nemesis",
+            "partition",
+            "--results-dir",
+            results.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(254)),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(host_state(), before, "an early Ctrl-C changed the host");
+    assert_eq!(node_processes(&results), 0);
+
     // SIGKILL of the controller, then `faultline clean`.
     let results = dir.join("killed");
     let mut child = start_and_wait_for_history(&results, &[]);

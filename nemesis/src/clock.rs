@@ -114,16 +114,18 @@ impl Elf {
         }
         let u16_at = |o: usize| -> Option<u64> {
             Some(u64::from(u16::from_le_bytes(
-                b.get(o..o + 2)?.try_into().ok()?,
+                b.get(o..o.checked_add(2)?)?.try_into().ok()?,
             )))
         };
         let u32_at = |o: usize| -> Option<u64> {
             Some(u64::from(u32::from_le_bytes(
-                b.get(o..o + 4)?.try_into().ok()?,
+                b.get(o..o.checked_add(4)?)?.try_into().ok()?,
             )))
         };
         let u64_at = |o: usize| -> Option<u64> {
-            Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+            Some(u64::from_le_bytes(
+                b.get(o..o.checked_add(8)?)?.try_into().ok()?,
+            ))
         };
         let phoff = u64_at(0x20)? as usize;
         let shoff = u64_at(0x28)? as usize;
@@ -133,18 +135,20 @@ impl Elf {
         let shnum = u16_at(0x3c)? as usize;
         let shstrndx = u16_at(0x3e)? as usize;
         const PT_INTERP: u64 = 3;
+        // Offsets come from the file: add and multiply without overflowing.
+        let at = |base: usize, i: usize, size: usize| base.checked_add(i.checked_mul(size)?);
         let dynamic = (0..phnum)
-            .filter_map(|i| u32_at(phoff + i * phentsize))
+            .filter_map(|i| u32_at(at(phoff, i, phentsize)?))
             .any(|t| t == PT_INTERP);
         // Section names, from the section-name string table.
         let mut go = false;
         if shnum > 0 && shstrndx < shnum {
-            let strtab_hdr = shoff + shstrndx * shentsize;
-            let strtab_off = u64_at(strtab_hdr + 0x18)? as usize;
+            let strtab_hdr = at(shoff, shstrndx, shentsize)?;
+            let strtab_off = u64_at(strtab_hdr.checked_add(0x18)?)? as usize;
             for i in 0..shnum {
-                let hdr = shoff + i * shentsize;
+                let hdr = at(shoff, i, shentsize)?;
                 let name_off = u32_at(hdr)? as usize;
-                let start = strtab_off + name_off;
+                let start = strtab_off.checked_add(name_off)?;
                 let name = b.get(start..)?.split(|&c| c == 0).next()?;
                 if name == b".go.buildinfo" || name == b".note.go.buildid" {
                     go = true;

@@ -203,6 +203,7 @@ impl Network {
     /// Applies a grudge: node `n` drops every packet from the nodes in `grudge[n]`; nodes not
     /// mentioned hear everyone. Replaces any partition in force.
     pub fn partition(&self, grudge: &Grudge) -> Result<(), String> {
+        let mut errors = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let blocked: Vec<String> = grudge
                 .get(node)
@@ -218,9 +219,18 @@ impl Network {
                     blocked.join(", ")
                 ));
             }
-            nft_in(&self.namespaces[i], &script)?;
+            // Every node gets its rules even if one fails: stopping at the first failure
+            // would leave the others with the old grudge (and a failed heal would keep them
+            // partitioned through recovery).
+            if let Err(e) = nft_in(&self.namespaces[i], &script) {
+                errors.push(format!("{node}: {e}"));
+            }
         }
-        Ok(())
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
     }
 
     /// Removes every partition.
@@ -263,21 +273,70 @@ fn free_subnet(tag: &str, range: Ipv4Addr) -> Result<u8, String> {
         .args(["-4", "route", "show", "table", "all"])
         .output()
         .map_err(|e| format!("cannot list routes: {e} (is iproute2 installed?)"))?;
-    let routes = String::from_utf8_lossy(&out.stdout);
+    let routes = route_prefixes(&String::from_utf8_lossy(&out.stdout));
     let [a, b, _, _] = range.octets();
     let start = tag
         .bytes()
         .fold(7u32, |h, c| h.wrapping_mul(31).wrapping_add(u32::from(c)));
     for k in 0..250u32 {
         let third = ((start + k) % 250) as u8;
-        let prefix = format!("{a}.{b}.{third}.");
-        if !routes.contains(&prefix) {
+        let candidate = u32::from(Ipv4Addr::new(a, b, third, 0));
+        if !routes
+            .iter()
+            .any(|&(net, len)| overlaps(candidate, 24, net, len))
+        {
             return Ok(third);
         }
     }
     Err(format!(
         "no free /24 left in {a}.{b}.0.0/16; choose another --net-range"
     ))
+}
+
+/// The destinations of `ip -4 route show table all` as (network, prefix length), leaving out
+/// default routes: a /24 of ours is more specific than a default route and takes nothing
+/// from it, but any other route that overlaps it (a VPN's 10.0.0.0/8, another run's /24)
+/// would be shadowed or shadow ours.
+fn route_prefixes(routes: &str) -> Vec<(u32, u8)> {
+    const TYPES: [&str; 10] = [
+        "unicast",
+        "local",
+        "broadcast",
+        "multicast",
+        "anycast",
+        "blackhole",
+        "unreachable",
+        "prohibit",
+        "throw",
+        "nat",
+    ];
+    routes
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let mut dest = words.next()?;
+            if TYPES.contains(&dest) {
+                dest = words.next()?;
+            }
+            let (addr, len) = match dest.split_once('/') {
+                Some((addr, len)) => (addr, len.parse::<u8>().ok()?),
+                None => (dest, 32),
+            };
+            let addr: Ipv4Addr = addr.parse().ok()?;
+            (len > 0 && len <= 32).then_some((u32::from(addr), len))
+        })
+        .collect()
+}
+
+/// Whether two prefixes share any address.
+fn overlaps(a: u32, a_len: u8, b: u32, b_len: u8) -> bool {
+    let len = a_len.min(b_len);
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    };
+    a & mask == b & mask
 }
 
 /// Networks whose controller is gone (or all, with `all`): (tag, namespaces, host interface).
@@ -315,4 +374,33 @@ pub fn remove_leftover(tag: &str, namespaces: &[String], host_if: &str) {
         let _ = run("ip", &["netns", "del", ns]);
     }
     let _ = std::fs::remove_file(state_path(tag));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subnet_is_taken_by_any_route_that_overlaps_it() {
+        let routes = route_prefixes(
+            "default via 192.0.2.1 dev eth0\n\
+             10.0.0.0/8 dev tun0 scope link\n\
+             broadcast 10.77.3.255 dev flx table local proto kernel scope link src 10.77.3.254\n\
+             local 127.0.0.0/8 dev lo table local\n",
+        );
+        assert_eq!(routes.len(), 3, "{routes:?}");
+        let net = |a, b, c| u32::from(Ipv4Addr::new(a, b, c, 0));
+        // Covered by the VPN's /8.
+        assert!(routes
+            .iter()
+            .any(|&(n, l)| overlaps(net(10, 77, 9), 24, n, l)));
+        // Not by the default route.
+        assert!(!routes
+            .iter()
+            .any(|&(n, l)| overlaps(net(172, 30, 9), 24, n, l)));
+        // A host route inside a /24 takes that /24 only.
+        let host = u32::from(Ipv4Addr::new(10, 77, 3, 255));
+        assert!(overlaps(net(10, 77, 3), 24, host, 32));
+        assert!(!overlaps(net(10, 77, 4), 24, host, 32));
+    }
 }

@@ -135,6 +135,8 @@ async fn serve_link(
 ) {
     loop {
         let Ok((inbound, _)) = listener.accept().await else {
+            // Out of file descriptors, most likely: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         if conditions.borrow().cut.contains(&(from, to)) {
@@ -154,6 +156,13 @@ async fn serve_link(
     }
 }
 
+/// A frame waiting for its release time: (release, header, payload).
+type Delayed = (tokio::time::Instant, [u8; 8], Vec<u8>);
+
+/// Frames a link may hold back at once before its reader waits: bounds how far reading runs
+/// ahead of delivery (Raft's heartbeats and appends are small; a snapshot is one frame).
+const DELAY_QUEUE_FRAMES: usize = 1024;
+
 /// Relays one connection until either side closes or the link is cut.
 async fn relay(
     from: usize,
@@ -166,7 +175,12 @@ async fn relay(
     let mut cut_watch = conditions.clone();
     let (mut in_read, mut in_write) = inbound.into_split();
     let (mut out_read, mut out_write) = outbound.into_split();
-    let forward = async {
+    // Reading and delaying are separate, so a delay holds back only the frames behind it in
+    // time, not the reading of the next one: a link under `latency` still carries as many
+    // frames per second as without it (sleeping between reads would cap a link at one frame
+    // per delay, which behaves like a partition, not like a slow network).
+    let (queue, mut delayed) = tokio::sync::mpsc::channel::<Delayed>(DELAY_QUEUE_FRAMES);
+    let read_side = async move {
         let mut first = true;
         let mut release = tokio::time::Instant::now();
         loop {
@@ -202,6 +216,13 @@ async fn relay(
             }
             // Frames keep their order: each leaves no earlier than the one before it.
             release = release.max(tokio::time::Instant::now() + delay);
+            if queue.send((release, header, payload)).await.is_err() {
+                return;
+            }
+        }
+    };
+    let write_side = async {
+        while let Some((release, header, payload)) = delayed.recv().await {
             tokio::time::sleep_until(release).await;
             if out_write.write_all(&header).await.is_err()
                 || out_write.write_all(&payload).await.is_err()
@@ -209,6 +230,11 @@ async fn relay(
                 return;
             }
         }
+    };
+    // The reader ending (EOF) lets the writer deliver what is queued; the writer ending (the
+    // far side closed) makes the reader's next send fail.
+    let forward = async {
+        tokio::join!(read_side, write_side);
     };
     // The bundled Raft sends nothing back on a dialed link; relay whatever comes anyway.
     let backward = async {

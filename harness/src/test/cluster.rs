@@ -302,11 +302,26 @@ impl faultline_nemesis::Cluster for Cluster {
     }
 
     async fn restart(&self, node: &str) -> Result<(), String> {
-        // Let the old process be reaped first, so its ports are free.
+        // Let the old process be reaped first, so its ports are free — and never start a
+        // second copy on the same data directory while the first may still write to it.
         if let Some(i) = self.index(node) {
             let old = self.procs.lock().ok().and_then(|p| p[i].clone());
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while old.as_ref().is_some_and(NodeProcess::is_running) && Instant::now() < deadline {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut killed_again = false;
+            while let Some(p) = old.as_ref().filter(|p| p.is_running()) {
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "{node} was not restarted: its previous process (group {}) has not exited \
+                         10 s after SIGKILL (stuck in the kernel?)",
+                        p.pgid
+                    ));
+                }
+                if !killed_again && deadline - Instant::now() < Duration::from_secs(8) {
+                    // The SIGKILL may not have landed (a group that changed, a missed
+                    // signal): send it again before giving up.
+                    let _ = faultline_nemesis::process::kill(p.pgid);
+                    killed_again = true;
+                }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -319,7 +334,14 @@ impl faultline_nemesis::Cluster for Cluster {
 
     fn partition(&self, grudge: &Grudge) -> Result<(), String> {
         if let Some(network) = &self.net.network {
-            return network.partition(grudge);
+            // `nft` runs once per node: let the runtime move client tasks off this worker
+            // meanwhile (the test runtime is multi-threaded; elsewhere, just run it).
+            return match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                    tokio::task::block_in_place(|| network.partition(grudge))
+                }
+                _ => network.partition(grudge),
+            };
         }
         if let Some(proxy) = &self.net.proxy {
             proxy.partition(grudge);

@@ -77,6 +77,11 @@ impl Limiter {
 
 /// Runs the test; returns the exit code (verdict) or an error that makes it 254.
 pub async fn run(mut config: TestConfig, record: bool) -> Result<u8, String> {
+    // Signals first: a Ctrl-C while namespaces are being made or the cluster is starting
+    // must still stop the nodes and remove the namespaces (the guards below do that).
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    spawn_signal_handler(stop_tx.clone(), interrupted.clone());
     if config.net == NetBackend::Netns {
         faultline_nemesis::net::can_create()?;
     }
@@ -217,7 +222,7 @@ pub async fn run(mut config: TestConfig, record: bool) -> Result<u8, String> {
         proxy,
         clock_files,
     };
-    let client = target.client(specs.clone(), &run_dir.join("client-driver.log"))?;
+    let client = target.client(specs.clone(), &run_dir.join("client-driver.log"), &run_id)?;
     let info = TargetInfo {
         client,
         leader_path: target.leader_path().map(str::to_string),
@@ -231,6 +236,11 @@ pub async fn run(mut config: TestConfig, record: bool) -> Result<u8, String> {
         cluster.clone(),
         &target.readiness(),
         record,
+        Interrupt {
+            stop_tx,
+            stop_rx,
+            interrupted,
+        },
     )
     .await;
     // Whatever happened, no node survives this point.
@@ -267,6 +277,13 @@ fn run_tag(run_id: &str) -> String {
     format!("{:08x}", (h ^ (h >> 32)) as u32)
 }
 
+/// How a run learns it was interrupted: `stop` turns true on the first Ctrl-C or SIGTERM.
+struct Interrupt {
+    stop_tx: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
+    interrupted: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// Everything between starting the nodes and stopping them.
 async fn drive(
     config: &TestConfig,
@@ -274,9 +291,24 @@ async fn drive(
     cluster: Arc<Cluster>,
     readiness: &Readiness,
     record: bool,
+    interrupt: Interrupt,
 ) -> Result<RunSummary, String> {
+    let Interrupt {
+        stop_tx,
+        stop_rx,
+        interrupted,
+    } = interrupt;
     cluster.start_all()?;
-    let leader = match cluster.client.wait_ready(&cluster.nodes, readiness).await {
+    let ready = {
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            r = cluster.client.wait_ready(&cluster.nodes, readiness) => r,
+            _ = stop.wait_for(|s| *s) => {
+                return Err("interrupted while the cluster was starting; nothing was recorded".to_string());
+            }
+        }
+    };
+    let leader = match ready {
         Ok(l) => l,
         Err(e) => {
             let crashed: Vec<String> = cluster
@@ -292,10 +324,6 @@ async fn drive(
         }
     };
     tracing::info!(leader, "cluster ready");
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    spawn_signal_handler(stop_tx.clone(), interrupted.clone());
 
     let start = Instant::now();
     let history_path = run_dir.join("history.jsonl");
@@ -585,26 +613,38 @@ fn spawn_signal_handler(
     stop: watch::Sender<bool>,
     interrupted: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    // Registered here, before returning, not inside the task: a signal in between would
+    // otherwise take its default action (or be ignored, for a background job).
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let got = async {
-            match &mut term {
-                Some(t) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = t.recv() => {}
-                    }
+        // Ctrl-C or SIGTERM, whichever comes first.
+        async fn one(s: &mut Option<Signal>) {
+            match s {
+                Some(s) => {
+                    let _ = s.recv().await;
                 }
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
+                None => std::future::pending::<()>().await,
             }
-        };
-        got.await;
+        }
+        async fn either(int: &mut Option<Signal>, term: &mut Option<Signal>) {
+            tokio::select! {
+                _ = one(int) => {}
+                _ = one(term) => {}
+            }
+        }
+        either(&mut int, &mut term).await;
         interrupted.store(true, Ordering::Relaxed);
         eprintln!("\n  interrupted: ending faults, stopping nodes, checking what was recorded");
         let _ = stop.send(true);
+        // A second interrupt means "now": the nodes die with this process (parent-death
+        // signal); anything else left is for `faultline clean`.
+        either(&mut int, &mut term).await;
+        eprintln!(
+            "\n  interrupted again: exiting now; run `faultline clean` to remove what is left"
+        );
+        std::process::exit(130);
     });
 }
 

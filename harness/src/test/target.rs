@@ -188,12 +188,15 @@ impl Target {
         }
     }
 
-    /// A client for `nodes` (an exec driver is started now, logging to `log`).
-    pub fn client(&self, nodes: Vec<NodeSpec>, log: &Path) -> Result<Client, String> {
+    /// A client for `nodes` (an exec driver is started now, logging to `log`, marked with
+    /// `run_id` for `faultline clean`).
+    pub fn client(&self, nodes: Vec<NodeSpec>, log: &Path, run_id: &str) -> Result<Client, String> {
         match self {
             Target::Raft { .. } => Ok(Client::HttpKv(HttpKvClient::new(nodes)?)),
             Target::Custom { custom, faultline } => match custom.driver_command(faultline) {
-                Some(command) => Ok(Client::Exec(ExecClient::start(&command, log, nodes)?)),
+                Some(command) => Ok(Client::Exec(ExecClient::start(
+                    &command, log, nodes, run_id,
+                )?)),
                 None => Ok(Client::HttpKv(HttpKvClient::new(nodes)?)),
             },
             Target::Etcd { opts, .. } => Ok(Client::Etcd(etcd::EtcdClient::new(

@@ -87,6 +87,12 @@ impl Client {
         nodes: &[NodeSpec],
         ready: &Readiness,
     ) -> Result<String, String> {
+        // etcd and Consul say themselves when every member answers and one leads.
+        match self {
+            Client::Etcd(c) => return c.wait_ready(ready.timeout).await,
+            Client::Consul(c) => return c.wait_ready(ready.timeout).await,
+            Client::HttpKv(_) | Client::Exec(_) => {}
+        }
         let deadline = Instant::now() + ready.timeout;
         loop {
             let mut silent = Vec::new();
@@ -144,8 +150,10 @@ impl Client {
                     crate::Outcome::Fail(e) | crate::Outcome::Info(e) => Err(e),
                 }
             }
-            Client::Etcd(c) => c.local_read(node, key).await,
-            Client::Consul(c) => c.local_read(node, key).await,
+            // Their drivers answer `None` for a key absent on that member: for comparing
+            // replicas that is the value null (as http-kv reads it), not "cannot say".
+            Client::Etcd(c) => Ok(Some(c.local_read(node, key).await?.unwrap_or(Value::Null))),
+            Client::Consul(c) => Ok(Some(c.local_read(node, key).await?.unwrap_or(Value::Null))),
         }
     }
 

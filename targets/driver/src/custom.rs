@@ -176,6 +176,10 @@ impl Custom {
             if !s.is_finite() || s < 0.0 {
                 return Err(at(format!("{key}: must be a number of seconds, got {s}")));
             }
+            // Bounded, so deadlines computed from it cannot overflow.
+            if s > 86_400.0 {
+                return Err(at(format!("{key}: at most 86400 seconds (a day), got {s}")));
+            }
             Ok(Duration::from_secs_f64(s))
         };
         Ok(Custom {

@@ -15,13 +15,16 @@ use std::time::Instant;
 
 use faultline_workloads::Op;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::oneshot;
 
 use crate::{Completion, NodeSpec, Outcome};
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+
+/// The longest answer line read from a driver.
+const MAX_LINE: usize = 16 << 20;
 
 /// A running client driver.
 #[derive(Clone)]
@@ -35,10 +38,15 @@ pub struct ExecClient {
 
 impl ExecClient {
     /// Starts the driver `command`; its stderr goes to `log`.
+    ///
+    /// The driver runs in a process group of its own (so stopping it stops whatever it
+    /// started) and carries `FAULTLINE_RUN=run_id` like the nodes, so `faultline clean` finds
+    /// it if the controller dies.
     pub fn start(
         command: &[String],
         log: &Path,
         nodes: Vec<NodeSpec>,
+        run_id: &str,
     ) -> Result<ExecClient, String> {
         let (program, args) = command
             .split_first()
@@ -53,6 +61,12 @@ impl ExecClient {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
+            .env(crate::process::RUN_ENV, run_id)
+            .env(
+                crate::process::CONTROLLER_ENV,
+                std::process::id().to_string(),
+            )
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start the client driver {program:?}: {e}"))?;
@@ -64,8 +78,40 @@ impl ExecClient {
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let readers = pending.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            let mut reader = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            // A line that is too long, or not UTF-8, is skipped with a warning; only the end
+            // of the driver's output (or a read error) ends the reader.
+            loop {
+                buf.clear();
+                let n = match (&mut reader)
+                    .take(MAX_LINE as u64)
+                    .read_until(b'\n', &mut buf)
+                    .await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if n == MAX_LINE && buf.last() != Some(&b'\n') {
+                    tracing::warn!(
+                        "the client driver wrote a line longer than {MAX_LINE} bytes; skipped"
+                    );
+                    let mut rest = Vec::new();
+                    loop {
+                        rest.clear();
+                        match (&mut reader)
+                            .take(MAX_LINE as u64)
+                            .read_until(b'\n', &mut rest)
+                            .await
+                        {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) if rest.last() == Some(&b'\n') => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    continue;
+                }
+                let line = String::from_utf8_lossy(&buf);
                 let Ok(answer) = serde_json::from_str::<Value>(&line) else {
                     tracing::warn!(line = %faultline_line(&line), "the client driver wrote something that is not a JSON answer");
                     continue;
@@ -120,16 +166,28 @@ impl ExecClient {
         });
         let mut line = request.to_string();
         line.push('\n');
-        {
+        // Bounded by the deadline: a driver that stops reading its stdin must not hang the
+        // workers once the pipe is full.
+        let write = async {
             let mut stdin = self.stdin.lock().await;
-            let written = match stdin.as_mut() {
+            match stdin.as_mut() {
                 Some(s) => s.write_all(line.as_bytes()).await.is_ok() && s.flush().await.is_ok(),
                 None => false,
-            };
-            if !written {
+            }
+        };
+        match tokio::time::timeout_at(deadline.into(), write).await {
+            Ok(true) => {}
+            Ok(false) => {
                 self.forget(id);
                 return done(Outcome::Fail(
                     "the client driver is not running".to_string(),
+                ));
+            }
+            Err(_) => {
+                // Part of the request may have reached the driver.
+                self.forget(id);
+                return done(Outcome::Info(
+                    "timed out writing the request to the client driver".to_string(),
                 ));
             }
         }
@@ -207,6 +265,10 @@ impl ExecClient {
     pub fn stop(&self) {
         if let Ok(mut c) = self.child.lock() {
             if let Some(mut child) = c.take() {
+                // The whole group: a wrapper script's children go too.
+                if let Some(pid) = child.id() {
+                    let _ = crate::process::kill_group(pid as i32);
+                }
                 let _ = child.start_kill();
             }
         }

@@ -28,7 +28,8 @@ pub struct HttpKvClient {
 
 /// One answer from a node.
 enum Answer {
-    Status(u16, Value),
+    /// The node answered with this status; the body, if it arrived whole and is JSON.
+    Status(u16, Option<Value>),
     /// The request never reached the node.
     NotSent(String),
     /// The request may have reached the node; no answer.
@@ -37,7 +38,10 @@ enum Answer {
 
 impl HttpKvClient {
     pub fn new(nodes: Vec<NodeSpec>) -> Result<HttpKvClient, String> {
+        // Never through an HTTP proxy from the environment: a proxy's own errors (502 for a
+        // node that died mid-request) would read as the node's definite answers.
         let http = reqwest::Client::builder()
+            .no_proxy()
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()
@@ -64,12 +68,18 @@ impl HttpKvClient {
                 };
             };
             let answer = self.send(addr, key, op, deadline).await;
+            let is_read = matches!(op, Op::Read | Op::ReadSet);
             let outcome = match answer {
-                Answer::Status(200, body) => match op {
-                    Op::Read => Outcome::Ok(body.get("value").cloned().unwrap_or(Value::Null)),
-                    _ => Outcome::Ok(op.input()),
-                },
-                Answer::Status(503, body) if error_code(&body) == Some("not-leader") => {
+                // Any 2xx took effect. A read's value must be in the body: a read whose answer
+                // did not arrive whole changed nothing, so it fails rather than inventing null.
+                Answer::Status(code @ 200..=299, body) if is_read => {
+                    match body.as_ref().and_then(|b| b.get("value")) {
+                        Some(v) => Outcome::Ok(v.clone()),
+                        None => Outcome::Fail(format!("{code} without a readable value")),
+                    }
+                }
+                Answer::Status(200..=299, _) => Outcome::Ok(op.input()),
+                Answer::Status(503, Some(body)) if error_code(&body) == Some("not-leader") => {
                     match self.node_at(body.get("leader_addr").and_then(Value::as_str)) {
                         Some(leader) if leader != target => {
                             target = leader;
@@ -79,7 +89,15 @@ impl HttpKvClient {
                     }
                 }
                 Answer::Status(409, _) => Outcome::Fail("cas-mismatch".to_string()),
-                Answer::Status(code, body) => classify(code, &body),
+                Answer::Status(code, Some(body)) => classify(code, &body),
+                // Only the body can say an error changed nothing; without it a write's
+                // outcome is unknown.
+                Answer::Status(code, None) if is_read => {
+                    Outcome::Fail(format!("{code} with an unreadable body"))
+                }
+                Answer::Status(code, None) => {
+                    Outcome::Info(format!("{code} with an unreadable body"))
+                }
                 Answer::NotSent(e) => Outcome::Fail(e),
                 Answer::Lost(e) => Outcome::Info(e),
             };
@@ -112,11 +130,9 @@ impl HttpKvClient {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 match resp.bytes().await {
-                    Ok(body) => {
-                        Answer::Status(status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-                    }
-                    // The status line arrived, so the status is the answer.
-                    Err(_) => Answer::Status(status, Value::Null),
+                    Ok(body) => Answer::Status(status, serde_json::from_slice(&body).ok()),
+                    // The status line arrived, so the status is the answer; the body is lost.
+                    Err(_) => Answer::Status(status, None),
                 }
             }
             Err(e) if e.is_connect() => Answer::NotSent(format!("connection refused ({addr})")),
@@ -201,11 +217,11 @@ fn error_code(body: &Value) -> Option<&str> {
     body.get("error").and_then(Value::as_str)
 }
 
-/// Any other status: 2xx took effect, 500/504 unknown, the rest definitely not.
+/// Any other error status with a JSON body: 500/504 or a body saying so is unknown, the rest
+/// definitely not executed.
 fn classify(code: u16, body: &Value) -> Outcome {
     let reason = error_code(body).unwrap_or("error").to_string();
     match code {
-        200..=299 => Outcome::Ok(Value::Null),
         500 | 504 => Outcome::Info(reason),
         _ if body.get("outcome").and_then(Value::as_str) == Some("unknown") => {
             Outcome::Info(reason)
@@ -255,6 +271,83 @@ mod tests {
         assert_eq!(
             classify(503, &json!({"error": "unavailable", "outcome": "unknown"})),
             Outcome::Info("unavailable".into())
+        );
+    }
+
+    /// A node that answers every request with `raw` (a whole HTTP response, possibly cut
+    /// short) and closes the connection.
+    async fn node_answering(raw: &'static str) -> HttpKvClient {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn.write_all(raw.as_bytes()).await;
+            }
+        });
+        let node = NodeSpec {
+            name: "n1".into(),
+            id: 1,
+            client_addr: addr,
+            peer_addr: addr,
+            data_dir: std::env::temp_dir(),
+            log_path: std::env::temp_dir().join("n1.log"),
+        };
+        HttpKvClient::new(vec![node]).expect("client")
+    }
+
+    async fn outcome(raw: &'static str, op: Op) -> Outcome {
+        let client = node_answering(raw).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        client.simple("n1", "k", &op, deadline).await.outcome
+    }
+
+    #[tokio::test]
+    async fn answers_become_outcomes_without_inventing_values() {
+        let json = |s: &str| serde_json::from_str::<Value>(s).expect("json");
+        // Any 2xx to a write took effect, whatever its body.
+        assert_eq!(
+            outcome("HTTP/1.1 204 No Content\r\n\r\n", Op::Write(json("7"))).await,
+            Outcome::Ok(json("7"))
+        );
+        // A read's value comes from the body, or the read fails: never a made-up null.
+        assert_eq!(
+            outcome(
+                "HTTP/1.1 200 OK\r\ncontent-length: 13\r\n\r\n{\"value\": 5}\n",
+                Op::Read
+            )
+            .await,
+            Outcome::Ok(json("5"))
+        );
+        assert!(matches!(
+            outcome(
+                "HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nnot json",
+                Op::Read
+            )
+            .await,
+            Outcome::Fail(_)
+        ));
+        // An error whose body was cut short cannot say the write did nothing.
+        assert!(matches!(
+            outcome(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 100\r\n\r\n{\"err",
+                Op::Write(json("8"))
+            )
+            .await,
+            Outcome::Info(_)
+        ));
+        // With the body saying so, it is a definite refusal.
+        assert_eq!(
+            outcome(
+                "HTTP/1.1 400 Bad Request\r\ncontent-length: 23\r\n\r\n{\"error\":\"bad-request\"}",
+                Op::Write(json("9"))
+            )
+            .await,
+            Outcome::Fail("400 bad-request".into())
         );
     }
 

@@ -67,6 +67,12 @@ impl NodeProcess {
 
 type SpawnJob = (Launch, mpsc::Sender<Result<NodeProcess, String>>);
 
+/// SIGKILL to a whole process group (ESRCH if it is already gone).
+pub fn kill_group(pgid: i32) -> Result<(), String> {
+    nix::sys::signal::killpg(Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("cannot kill process group {pgid}: {e}"))
+}
+
 /// Starts `launch` from the spawner thread. The process is reaped by a watcher thread, which
 /// records its exit status.
 pub fn spawn(launch: Launch) -> Result<NodeProcess, String> {
