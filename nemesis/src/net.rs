@@ -359,12 +359,22 @@ pub fn leftovers(all: bool) -> Vec<(String, Vec<String>, String)> {
             .ok()
             .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
             .and_then(|v| v.get("controller").and_then(serde_json::Value::as_u64))
-            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            .is_some_and(controller_running);
         if all || !controller_alive {
             found.push((tag.clone(), namespaces, format!("{HOST_IF_PREFIX}{tag}")));
         }
     }
     found
+}
+
+/// Whether `pid` is still a running faultline (not merely some process that reused the pid
+/// of a controller that died).
+fn controller_running(pid: u64) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        c.split(|&b| b == 0)
+            .next()
+            .is_some_and(|exe| exe.ends_with(b"faultline"))
+    })
 }
 
 /// Deletes a leftover network (see [`leftovers`]).

@@ -37,6 +37,9 @@ pub struct Cluster {
     killed: Mutex<HashSet<String>>,
     /// Nodes seen exiting when nobody killed them: (node, how, when).
     crashes: Mutex<Vec<(String, String)>>,
+    /// Processes whose unexpected exit is already in `crashes` (a node restarted after a
+    /// crash is a new process, and its own crash is reported too).
+    crashed_pids: Mutex<std::collections::HashSet<i32>>,
     pub client: Client,
     /// Where nodes say who leads, and report their state.
     leader_path: Option<String>,
@@ -151,6 +154,7 @@ impl Cluster {
             procs: Mutex::new(vec![None; nodes.len()]),
             killed: Mutex::new(HashSet::new()),
             crashes: Mutex::new(Vec::new()),
+            crashed_pids: Mutex::new(std::collections::HashSet::new()),
             nodes,
             launches,
         })
@@ -222,12 +226,12 @@ impl Cluster {
             if killed.contains(&n.name) {
                 continue;
             }
-            let seen = self
-                .crashes
+            let fresh_exit = self
+                .crashed_pids
                 .lock()
-                .map(|c| c.iter().any(|(node, _)| node == &n.name))
-                .unwrap_or(true);
-            if !seen {
+                .map(|mut seen| seen.insert(p.pid))
+                .unwrap_or(false);
+            if fresh_exit {
                 let how = format!("{status}");
                 if let Ok(mut c) = self.crashes.lock() {
                     c.push((n.name.clone(), how.clone()));
