@@ -13,7 +13,8 @@
 //!   those reads;
 //! * an element no read began after it was known is **never read** (not a violation).
 //!
-//! A read may also show an element nobody tried to add (**unexpected**), or the same element
+//! A read may also show an element nobody tried to add, or only a failed add did
+//! (**unexpected**), or the same element
 //! twice (**duplicated**). The set is valid iff nothing was lost, stale, unexpected or
 //! duplicated.
 
@@ -92,16 +93,30 @@ pub fn check_sets(history: &History) -> Result<Vec<(Option<Value>, SetReport)>, 
             match invoke.f.as_str() {
                 "add" => {
                     report.attempted += 1;
+                    // A failed add did not take effect: it explains no element, so an element
+                    // only a failed add wrote is unexpected when a read shows it.
+                    if op.outcome == Outcome::Fail {
+                        continue;
+                    }
                     let known = (op.outcome == Outcome::Ok)
                         .then_some(op.completion)
                         .flatten();
                     if known.is_some() {
                         report.acknowledged += 1;
                     }
-                    attempts.insert(
-                        invoke.value.to_string(),
-                        (invoke.value.clone(), known, op.invoke),
-                    );
+                    // The same element added twice (imported histories): keep the earliest
+                    // acknowledgement and the earliest invocation, so a later retry cannot
+                    // hide an earlier acknowledged add.
+                    attempts
+                        .entry(invoke.value.to_string())
+                        .and_modify(|(_, k, invoked)| {
+                            *k = match (*k, known) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            };
+                            *invoked = (*invoked).min(op.invoke);
+                        })
+                        .or_insert((invoke.value.clone(), known, op.invoke));
                 }
                 "read" => {
                     let (Outcome::Ok, Some(c)) = (op.outcome, op.completion) else {
@@ -255,7 +270,7 @@ impl SetReport {
         }
         if !self.unexpected.is_empty() {
             parts.push(format!(
-                "{} element(s) read that nobody added",
+                "{} element(s) read that nobody added (or only a failed add did)",
                 self.unexpected.len()
             ));
         }

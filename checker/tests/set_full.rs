@@ -113,3 +113,37 @@ fn no_reads_means_unknown() {
     let r = report("0 invoke add 1\n0 ok add 1");
     assert_eq!(r.verdict, Some(Verdict::Unknown));
 }
+
+#[test]
+fn an_element_only_a_failed_add_wrote_is_unexpected() {
+    let r = report(
+        "
+        0 invoke add 1
+        0 fail add 1
+        2 invoke read nil
+        2 ok read [1]
+        ",
+    );
+    assert_eq!(r.verdict, Some(Verdict::Invalid));
+    assert_eq!(r.unexpected, vec![json!(1)]);
+    assert!(r.sentence().contains("failed add"), "{}", r.sentence());
+}
+
+#[test]
+fn a_retried_element_keeps_its_first_acknowledgement() {
+    // Acknowledged, then added again with an unknown outcome: the loss is still a loss.
+    let r = report(
+        "
+        0 invoke add 1
+        0 ok add 1
+        1 invoke add 1
+        1 info add 1
+        2 invoke read nil
+        2 ok read [1]
+        2 invoke read nil
+        2 ok read []
+        ",
+    );
+    assert_eq!(r.verdict, Some(Verdict::Invalid));
+    assert_eq!(r.lost.len(), 1, "{}", r.sentence());
+}

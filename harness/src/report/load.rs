@@ -352,7 +352,7 @@ fn assign_lanes(ops: &mut [Op]) -> Vec<Vec<u64>> {
     // process -> (first start, last end)
     let mut life: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     for o in ops.iter() {
-        let end = o.end_ns.unwrap_or(o.start_ns + 1);
+        let end = o.end_ns.unwrap_or(o.start_ns.saturating_add(1));
         let e = life.entry(o.process).or_insert((o.start_ns, end));
         e.0 = e.0.min(o.start_ns);
         e.1 = e.1.max(end);

@@ -312,7 +312,7 @@ fn around(run: &Run, c: usize) -> Vec<usize> {
     // Operations are in invocation order; walk outwards from the culprit.
     for i in (0..c).rev() {
         let o = &run.ops[i];
-        if o.start_ns + 10_000_000_000 < lo {
+        if o.start_ns.saturating_add(10_000_000_000) < lo {
             break; // nothing invoked 10 s before the window still overlaps it in practice
         }
         if o.end_ns.unwrap_or(u64::MAX) >= lo {

@@ -152,6 +152,8 @@ pub const DEFAULT_RATE: f64 = 200.0;
 pub const DEFAULT_TIME_LIMIT: f64 = 60.0;
 pub const DEFAULT_OP_TIMEOUT: f64 = 2.0;
 pub const DEFAULT_NEMESIS_INTERVAL: f64 = 10.0;
+/// The longest duration any setting accepts (a week), so deadlines cannot overflow.
+const MAX_SECONDS: f64 = 604_800.0;
 pub const DEFAULT_RECOVERY: f64 = 5.0;
 pub const DEFAULT_CHECK_TIME_LIMIT: f64 = 300.0;
 pub const DEFAULT_CLOCK_SKEW_MS: f64 = 1000.0;
@@ -255,17 +257,24 @@ impl TestFile {
             ));
         }
         let rate = self.rate.unwrap_or(DEFAULT_RATE);
-        if !rate.is_finite() || rate < 0.0 {
+        if !rate.is_finite() || rate < 0.0 || (rate > 0.0 && rate < 0.01) || rate > 1e7 {
             return Err(format!(
-                "rate: must be operations per second, 0 or more (0 = unlimited), got {rate}"
+                "rate: must be 0 (unlimited) or operations per second between 0.01 and 10000000, got {rate}"
             ));
+        }
+        if let Some(seed) = self.seed {
+            // test.toml must be able to hold it (TOML integers are signed 64-bit).
+            if seed > i64::MAX as u64 {
+                return Err(format!("seed: at most {}, got {seed}", i64::MAX));
+            }
         }
         let seconds =
             |key: &str, v: Option<f64>, default: f64, min: f64| -> Result<Duration, String> {
                 let s = v.unwrap_or(default);
-                if !s.is_finite() || s < min {
+                if !s.is_finite() || s < min || s > MAX_SECONDS {
                     return Err(format!(
-                        "{key}: must be a number of seconds, at least {min}, got {s}"
+                        "{key}: must be a number of seconds, at least {min} and at most \
+                         {MAX_SECONDS}, got {s}"
                     ));
                 }
                 Ok(Duration::from_secs_f64(s))
@@ -350,9 +359,9 @@ impl TestFile {
         };
         let millis = |key: &str, v: Option<f64>, default: f64| -> Result<Duration, String> {
             let ms = v.unwrap_or(default);
-            if !ms.is_finite() || ms < 0.0 {
+            if !ms.is_finite() || !(0.0..=3_600_000.0).contains(&ms) {
                 return Err(format!(
-                    "{key}: must be a number of milliseconds, 0 or more, got {ms}"
+                    "{key}: must be a number of milliseconds from 0 to 3600000, got {ms}"
                 ));
             }
             Ok(Duration::from_secs_f64(ms / 1000.0))
@@ -423,6 +432,16 @@ impl TestFile {
         }
 
         let raft = self.raft.unwrap_or_default();
+        // Raft options do nothing for another target: say so rather than ignore them (a
+        // report claiming a deliberate bug in an etcd run would mislead).
+        if target != "raft"
+            && (raft.bugs.as_ref().is_some_and(|b| !b.is_empty()) || raft.read_mode.is_some())
+        {
+            return Err(format!(
+                "raft.bugs and raft.read_mode (--raft-bug, --raft-read-mode) apply only to \
+                 --target raft, not {target}"
+            ));
+        }
         let raft_read_mode = raft.read_mode.unwrap_or_else(|| "read-index".to_string());
         if !["read-index", "lease"].contains(&raft_read_mode.as_str()) {
             return Err(format!(
@@ -520,7 +539,7 @@ impl TestConfig {
             results_dir: Some(self.results_dir.clone()),
             base_port: Some(self.base_port),
             check_time_limit: Some(self.check_time_limit.as_secs_f64()),
-            raft: Some(RaftSection {
+            raft: (self.target == "raft").then(|| RaftSection {
                 bugs: Some(self.raft_bugs.clone()),
                 read_mode: Some(self.raft_read_mode.clone()),
                 binary: self.raft_binary.clone(),
@@ -535,7 +554,8 @@ impl TestConfig {
         let header = "# The resolved definition of this run. Repeat it with:\n#   faultline test --config test.toml\n";
         format!(
             "{header}{}",
-            toml::to_string(&self.to_file()).unwrap_or_default()
+            toml::to_string(&self.to_file())
+                .unwrap_or_else(|e| format!("# the definition could not be written: {e}\n"))
         )
     }
 }

@@ -96,8 +96,12 @@ impl StatusSampler {
     /// Stops sampling and waits for the last samples to be written.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = tokio::time::timeout(TIMEOUT * 2, t).await;
+        for mut t in self.tasks {
+            // A sampler stuck past its timeout is stopped, so nothing is appended to
+            // status.jsonl after the results are written.
+            if tokio::time::timeout(TIMEOUT * 2, &mut t).await.is_err() {
+                t.abort();
+            }
         }
     }
 }

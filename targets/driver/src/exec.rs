@@ -56,7 +56,21 @@ impl ExecClient {
             .append(true)
             .open(log)
             .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
-        let mut child = Command::new(program)
+        let mut cmd = Command::new(program);
+        let controller = nix::unistd::getpid();
+        // SAFETY: runs in the child between fork and exec, making only async-signal-safe
+        // calls (prctl, getppid). The driver dies with the controller, like the nodes.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+                if nix::unistd::getppid() != controller {
+                    return Err(std::io::Error::other("the controller exited"));
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -125,10 +125,16 @@ fn spawn_here(launch: &Launch) -> Result<NodeProcess, String> {
         .process_group(0);
     // SAFETY: the closure runs in the child between fork and exec and only makes
     // async-signal-safe system calls (prctl, setns) on data prepared before the fork.
+    let controller = nix::unistd::getpid();
     unsafe {
         cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
                 .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+            // The controller may have died between the fork and the prctl: then the death
+            // signal will never come, so do not start at all.
+            if nix::unistd::getppid() != controller {
+                return Err(std::io::Error::other("the controller exited"));
+            }
             if let Some(ns) = &netns {
                 nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
                     .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
