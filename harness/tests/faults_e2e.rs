@@ -480,19 +480,7 @@ fn start_and_wait_for_history(results: &Path, extra: &[&str]) -> std::process::C
         .stderr(Stdio::null())
         .spawn()
         .expect("start");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let started = std::fs::read_dir(results.join("raft-register"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.path().join("history.jsonl").is_file());
-        if started {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the test never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_history(results, "raft-register", Duration::from_secs(40));
     // Long enough for a partition to be in force.
     std::thread::sleep(Duration::from_secs(4));
     child

@@ -121,22 +121,7 @@ fn start_test(results: &Path, time_limit: &str) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start faultline test");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let has_history = std::fs::read_dir(results.join("raft-register"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.path().join("history.jsonl").is_file());
-        if has_history {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the test never started recording"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_history(results, "raft-register", Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(4));
     child
 }

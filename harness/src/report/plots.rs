@@ -131,13 +131,7 @@ fn latency_raw(
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin_left(MARGIN_LEFT)
-            .margin_right(MARGIN_RIGHT)
-            .margin_top(MARGIN_TOP)
-            .margin_bottom(4)
-            .x_label_area_size(36)
-            .y_label_area_size(Y_LABEL_AREA)
+        let mut chart = framed(&root)
             .build_cartesian_2d(0f64..end_s, (lo..hi).log_scale())
             .map_err(perr)?;
         chart
@@ -235,13 +229,7 @@ fn latency_quantiles(run: &Run, end_s: f64, x_desc: &str, marks: &[Mark]) -> Res
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin_left(MARGIN_LEFT)
-            .margin_right(MARGIN_RIGHT)
-            .margin_top(MARGIN_TOP)
-            .margin_bottom(4)
-            .x_label_area_size(36)
-            .y_label_area_size(Y_LABEL_AREA)
+        let mut chart = framed(&root)
             .build_cartesian_2d(0f64..end_s, (lo..hi).log_scale())
             .map_err(perr)?;
         chart
@@ -299,13 +287,7 @@ fn rate(run: &Run, end_s: f64, x_desc: &str, marks: &[Mark]) -> Result<String, E
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, RATE_HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(perr)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin_left(MARGIN_LEFT)
-            .margin_right(MARGIN_RIGHT)
-            .margin_top(MARGIN_TOP)
-            .margin_bottom(4)
-            .x_label_area_size(36)
-            .y_label_area_size(Y_LABEL_AREA)
+        let mut chart = framed(&root)
             .build_cartesian_2d(0f64..end_s, 0f64..max)
             .map_err(perr)?;
         chart
@@ -395,6 +377,20 @@ impl Frame {
 }
 
 type Root<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// A chart builder with the margins every plot shares: the fault bands and marks are drawn
+/// by [`Frame`] from the same constants, so all plots must lay out their axes alike.
+fn framed<'a, 'b, 'c>(root: &'a Root<'c>) -> ChartBuilder<'a, 'b, SVGBackend<'c>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .margin_left(MARGIN_LEFT)
+        .margin_right(MARGIN_RIGHT)
+        .margin_top(MARGIN_TOP)
+        .margin_bottom(4)
+        .x_label_area_size(36)
+        .y_label_area_size(Y_LABEL_AREA);
+    builder
+}
 
 /// Shades each fault window and labels it above the plot (`#id kill n1`), on whichever of two
 /// label rows has room; a fault too narrow for a label keeps just its shading (the report's

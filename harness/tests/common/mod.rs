@@ -55,6 +55,27 @@ pub fn latest(results: &Path) -> Value {
     results_json(&latest_run(results))
 }
 
+/// Waits until a run of `name` under `results` has started recording (its `history.jsonl`
+/// exists), failing the test after `patience`.
+pub fn wait_for_history(results: &Path, name: &str, patience: std::time::Duration) {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let started = std::fs::read_dir(results.join(name))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("history.jsonl").is_file());
+        if started {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the test never started recording"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// How many processes have `needle` (a run's folder) in their command line: whatever a
 /// run started — nodes, etcd members, a custom target's commands — names its folder.
 pub fn processes_mentioning(needle: &Path) -> usize {

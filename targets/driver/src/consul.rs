@@ -154,26 +154,19 @@ pub fn launch(opts: &ConsulOptions, node: &NodeSpec, cluster: &[NodeSpec], run_i
 /// `binary version`, parsed: the Consul version (e.g. `1.17.0`), or an error saying what is
 /// wrong and how to fix it.
 pub fn version(binary: &Path) -> Result<String, String> {
-    let output = support::run_version(binary, &["version"], VERSION_TIMEOUT)
-        .map_err(|e| format!("{e}; {INSTALL_HINT}"))?;
-    parse_version(&output).ok_or_else(|| {
-        format!(
-            "{} version did not print a Consul version (it printed {:?}); {INSTALL_HINT}",
-            binary.display(),
-            sanitize(output.trim(), 200)
-        )
-    })
+    support::read_version(
+        binary,
+        &["version"],
+        VERSION_TIMEOUT,
+        "a Consul version",
+        parse_version,
+        INSTALL_HINT,
+    )
 }
 
 /// The version in `consul version`'s output (`Consul v1.17.0`, first line).
 pub fn parse_version(output: &str) -> Option<String> {
-    output.lines().find_map(|line| {
-        let v = line.trim().strip_prefix("Consul v")?.trim();
-        let ok = v.chars().next().is_some_and(|c| c.is_ascii_digit())
-            && v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
-        ok.then(|| v.to_string())
-    })
+    support::version_after(output, "Consul v")
 }
 
 /// The consul binary to use: `explicit` (from `--consul-bin`) if given, which must be an

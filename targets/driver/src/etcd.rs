@@ -147,27 +147,19 @@ pub fn initial_cluster_token(run_id: &str) -> String {
 /// `binary --version`, parsed: the etcd version (e.g. `3.4.23`), or an error saying what is
 /// wrong and how to fix it.
 pub fn version(binary: &Path) -> Result<String, String> {
-    let output = support::run_version(binary, &["--version"], VERSION_TIMEOUT)
-        .map_err(|e| format!("{e}; {INSTALL_HINT}"))?;
-    parse_version(&output).ok_or_else(|| {
-        format!(
-            "{} --version did not print an etcd version (it printed {:?}); {INSTALL_HINT}",
-            binary.display(),
-            sanitize(output.trim(), 200)
-        )
-    })
+    support::read_version(
+        binary,
+        &["--version"],
+        VERSION_TIMEOUT,
+        "an etcd version",
+        parse_version,
+        INSTALL_HINT,
+    )
 }
 
 /// The version in `etcd --version`'s output (`etcd Version: 3.4.23`).
 pub fn parse_version(output: &str) -> Option<String> {
-    output.lines().find_map(|line| {
-        let v = line.trim().strip_prefix("etcd Version:")?.trim();
-        let ok = !v.is_empty()
-            && v.chars().next().is_some_and(|c| c.is_ascii_digit())
-            && v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
-        ok.then(|| v.to_string())
-    })
+    support::version_after(output, "etcd Version:")
 }
 
 /// The etcd binary to use: `explicit` (from `--etcd-bin`) if given, which must be an
@@ -747,6 +739,39 @@ pub(crate) mod support {
             return Err("not executable".to_string());
         }
         Ok(())
+    }
+
+    /// `binary args`, run and parsed by `parse`, or an error saying what went wrong with
+    /// `hint` on how to fix it (`what` names the expected output, e.g. "an etcd version").
+    pub fn read_version(
+        binary: &Path,
+        args: &[&str],
+        timeout: Duration,
+        what: &str,
+        parse: fn(&str) -> Option<String>,
+        hint: &str,
+    ) -> Result<String, String> {
+        let output = run_version(binary, args, timeout).map_err(|e| format!("{e}; {hint}"))?;
+        parse(&output).ok_or_else(|| {
+            format!(
+                "{} {} did not print {what} (it printed {:?}); {hint}",
+                binary.display(),
+                args.join(" "),
+                crate::sanitize(output.trim(), 200)
+            )
+        })
+    }
+
+    /// The version on the first line of `output` that starts with `prefix`: a digit, then
+    /// letters, digits, `.`, `-` or `+` only (so nothing odd reaches results or terminals).
+    pub fn version_after(output: &str, prefix: &str) -> Option<String> {
+        output.lines().find_map(|line| {
+            let v = line.trim().strip_prefix(prefix)?.trim();
+            let ok = v.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
+            ok.then(|| v.to_string())
+        })
     }
 
     /// Runs `binary args` and returns what it printed (stdout, then stderr), killing it if it
