@@ -2,10 +2,12 @@
 """An example faultline client driver (docs/exec-protocol.md) for systems speaking http-kv.
 
 faultline writes one JSON request per line on stdin:
-    {"id": 7, "f": "read"|"write"|"cas"|"read-local", "key": "r3", "value": ...,
+    {"id": 7, "f": "read"|"write"|"cas"|"read-local"|"status", "key": "r3", "value": ...,
      "node": "n2", "addr": "127.0.0.1:7001"}
 and reads one JSON answer per line on stdout, in any order:
-    {"id": 7, "type": "ok"|"fail"|"info", "value": ..., "error": "..."}
+    {"id": 7, "type": "ok"|"fail"|"info", "value": ..., "error": "...", "node": "n3"}
+("node": the node that answered, when a not-leader redirect was followed; "status" answers
+{"role": ..., "term": ..., "leader": ...}, the node's own view from its /status.)
 
 "fail" means the operation definitely did not take effect; "info" that it may have. Requests
 are handled concurrently, each in its own thread. Standard library only.
@@ -40,8 +42,28 @@ def call(method, url, body=None, timeout=2.0):
             return e.code, None
 
 
+def role_of(req):
+    """The node's own view of its role: {"role": ..., "term": ..., "leader": ...}."""
+    status, body = call("GET", "http://%s/status" % req["addr"], timeout=0.3)
+    if status != 200 or not isinstance(body, dict):
+        return answer({"id": req["id"], "type": "info", "error": "status %s" % status})
+    view = {k: body.get(k) for k in ("role", "term", "leader")}
+    return answer({"id": req["id"], "type": "ok", "value": view})
+
+
+# Node names by address, learnt from the requests (each names its node and address).
+node_at = {}
+
+
 def handle(req):
     rid, f, key = req["id"], req["f"], req["key"]
+    node_at[req["addr"]] = req["node"]
+    answered_by = None
+    if f == "status":
+        try:
+            return role_of(req)
+        except Exception as e:  # the node did not answer: no view this time
+            return answer({"id": rid, "type": "info", "error": repr(e)})
     base = "http://%s/kv/%s" % (req["addr"], urllib.parse.quote(key, safe=""))
     try:
         for _ in range(4):  # follow not-leader redirects
@@ -58,11 +80,16 @@ def handle(req):
                 return answer({"id": rid, "type": "fail", "error": "unsupported"})
             if status == 503 and body and body.get("error") == "not-leader" and body.get("leader_addr"):
                 base = "http://%s/kv/%s" % (body["leader_addr"], urllib.parse.quote(key, safe=""))
+                # Say which node answered, if a request has named the one at that address.
+                answered_by = node_at.get(body["leader_addr"])
                 continue
             break
         if 200 <= status < 300:
             value = body.get("value") if f in ("read", "read-local") else req["value"]
-            return answer({"id": rid, "type": "ok", "value": value})
+            msg = {"id": rid, "type": "ok", "value": value}
+            if answered_by:
+                msg["node"] = answered_by
+            return answer(msg)
         error = (body or {}).get("error", str(status))
         unknown = status in (500, 504) or (body or {}).get("outcome") == "unknown"
         return answer({"id": rid, "type": "info" if unknown else "fail", "error": error})

@@ -131,8 +131,10 @@ fn etcd_under_partitions_pauses_and_kills_is_valid_and_serializable_reads_are_ca
     );
     no_etcd_left(&results);
 
-    // With no fault flags, etcd gets the default faults it can take: clock faults are left
-    // out with the reason (etcd is a Go program), not refused.
+    // With no fault flags, etcd gets the default schedule with the faults it can take: clock
+    // faults are left out with the reason (etcd is a Go program), not refused. Its members'
+    // roles and terms are sampled (raft.status), so faults aim at its leader, their efficacy
+    // is measured, and the election check runs.
     let out = run(&[
         "test",
         "--target",
@@ -140,10 +142,10 @@ fn etcd_under_partitions_pauses_and_kills_is_valid_and_serializable_reads_are_ca
         "--nodes",
         "3",
         "--time-limit",
-        "8",
-        "--nemesis-interval",
-        "2",
+        "15",
         "--recovery",
+        "2",
+        "--seed",
         "2",
         "--results-dir",
         r,
@@ -158,5 +160,48 @@ fn etcd_under_partitions_pauses_and_kills_is_valid_and_serializable_reads_are_ca
     assert_eq!(v["verdict"], "valid", "{v}");
     let ran = v["config"]["nemesis"].as_array().expect("nemesis list");
     assert!(!ran.iter().any(|f| f == "clock"), "{ran:?}");
+    let election = v["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "election")
+        .cloned()
+        .expect("an election check");
+    assert_eq!(election["verdict"], "valid", "{election}");
+    assert!(
+        v["election"]["leaderships"].as_u64() >= Some(2),
+        "{}",
+        v["election"]
+    );
+    let status = std::fs::read_to_string(latest_run(&results).join("nodes/status.jsonl"))
+        .expect("status samples");
+    let leads = status
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|s| s["role"] == "leader" && s["term"].as_u64().is_some())
+        .count();
+    assert!(
+        leads > 10,
+        "{leads} samples of an etcd leader with its term"
+    );
+    let e = &v["efficacy"];
+    assert!(e["hit_leader"].as_u64() >= Some(1), "{e}");
+    assert!(e["leader_changes"].as_u64() >= Some(1), "{e}");
+    // Aimed at the leader as it was observed: a kill or pause of it, or its isolation.
+    let hit = |f: &serde_json::Value| {
+        let leader = &f["leader_at_start"]["node"];
+        let name = leader.as_str().unwrap_or("");
+        f["target"] == "the leader"
+            && (f["nodes"] == serde_json::json!([leader])
+                || f["grudge"][name]
+                    .as_array()
+                    .is_some_and(|cut| cut.len() == 2))
+    };
+    let faults = v["faults"].as_array().expect("faults");
+    assert!(
+        faults.iter().any(hit),
+        "faults were not aimed at etcd's leader: {}",
+        v["faults"]
+    );
     no_etcd_left(&results);
 }

@@ -275,6 +275,8 @@ fn help_documents_every_flag_with_its_default() {
         "--time-limit",
         "--nemesis",
         "--nemesis-interval",
+        "--schedule",
+        "--max-recovery",
         "--seed",
         "--results-dir",
         "--raft-bug",

@@ -1,8 +1,14 @@
 //! # faultline-nemesis
 //!
-//! The faults faultline injects, and the seeded schedule that injects them. A nemesis acts on
-//! a [`Cluster`] — whatever the harness says the nodes are — so it works the same against the
-//! bundled Raft, etcd or a custom system, and never depends on how a target is started.
+//! The faults faultline injects, and the seeded schedules that inject them. A nemesis acts on
+//! a [`Cluster`] — whatever the harness says the nodes are, and who it last saw leading — so it
+//! works the same against the bundled Raft, etcd or a custom system, and never depends on how
+//! a target is started.
+//!
+//! * [`adaptive`]: the default schedule, short fault scenarios aimed at the leader and at
+//!   elections; [`uniform`]: one fault at a time at a steady rhythm.
+//! * [`inject`]: starting and healing single faults, and their records.
+//! * [`process`], [`partition`] and [`net`], [`proxy`], [`clock`]: the faults themselves.
 //!
 //! Every fault has a start and an end, both recorded in the history (by the caller, through
 //! the `record` callback) so a report can shade the window and a reader can tell which
@@ -14,16 +20,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod adaptive;
 pub mod clock;
+pub mod inject;
 pub mod net;
 pub mod partition;
 pub mod process;
 pub mod proxy;
 pub mod schedule;
+pub mod uniform;
 
+pub use inject::FaultRecord;
 pub use net::Grudge;
 pub use partition::PartitionKind;
-pub use schedule::{run, FaultRecord, Schedule};
+pub use schedule::{run, Schedule};
 
 /// A kind of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -200,12 +210,31 @@ pub struct ClockReading {
     pub measured_ms: Option<f64>,
 }
 
+/// A node that claims to lead, and the term it claims to lead (if the target reports terms).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Leader {
+    pub node: String,
+    pub term: Option<u64>,
+}
+
 /// The cluster as a nemesis sees it. Implemented by the harness.
 pub trait Cluster: Send + Sync {
     /// Node names, in a stable order.
     fn nodes(&self) -> Vec<String>;
     /// The node that currently claims to be the leader, if the target can tell.
     fn leader(&self) -> impl std::future::Future<Output = Option<String>> + Send;
+    /// The leader as last observed, without asking the nodes now (the harness samples every
+    /// node's role continuously): the node claiming to lead the highest term. `None` when no
+    /// node claims to lead, or the target cannot tell.
+    fn observed_leader(&self) -> Option<Leader>;
+    /// Waits up to `timeout` until a leader other than `old` is observed (another node, or the
+    /// same node in a higher term); returns it, or `None` on timeout. With `old` = `None`,
+    /// any leader will do.
+    fn await_new_leader(
+        &self,
+        old: Option<&Leader>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Option<Leader>> + Send;
     /// The process group of a running node (every process of the node is in it).
     fn process_group(&self, node: &str) -> Option<i32>;
     /// Tells the harness a node was killed on purpose (so it is not reported as a crash).
@@ -227,9 +256,53 @@ pub trait Cluster: Send + Sync {
     fn degrade(&self, latency: Duration, jitter: Duration, loss: f64) -> Result<(), String>;
 }
 
+/// Which schedule decides when faults happen and whom they hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    /// Short, dense fault scenarios aimed at the leader and at elections, reacting to the
+    /// leader and term the harness observes (see [`adaptive`]). The default.
+    Adaptive,
+    /// One fault at a time, each `interval` long, alternating with quiet periods of the same
+    /// length; kind, aim and shape drawn uniformly (see [`uniform`]).
+    Uniform,
+}
+
+impl ScheduleKind {
+    pub const NAMES: &'static [&'static str] = &["adaptive", "uniform"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScheduleKind::Adaptive => "adaptive",
+            ScheduleKind::Uniform => "uniform",
+        }
+    }
+}
+
+impl fmt::Display for ScheduleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ScheduleKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "adaptive" => Ok(ScheduleKind::Adaptive),
+            "uniform" => Ok(ScheduleKind::Uniform),
+            other => Err(format!(
+                "unknown schedule {other:?}; the schedules are: adaptive, uniform"
+            )),
+        }
+    }
+}
+
 /// How faults are scheduled.
 #[derive(Clone, Debug)]
 pub struct NemesisConfig {
+    /// Which schedule.
+    pub schedule: ScheduleKind,
     /// Fault kinds to choose from (empty: no faults).
     pub faults: Vec<FaultKind>,
     /// Targets to choose from (process and clock faults).
@@ -244,7 +317,10 @@ pub struct NemesisConfig {
     pub latency: Duration,
     /// Fraction of messages a loss fault drops.
     pub loss: f64,
-    /// Length of each fault, and of each quiet period between faults.
+    /// Uniform schedule: length of each fault, and of each quiet period between faults.
     pub interval: Duration,
+    /// The shortest quiet period either schedule leaves between faults (so that a recovery
+    /// bound, `--max-recovery`, can be judged after every heal).
+    pub min_quiet: Duration,
     pub seed: u64,
 }

@@ -1,39 +1,20 @@
-//! The seeded fault schedule: quiet period, fault, quiet period, fault, ... until told to
-//! stop, then every fault still active is healed. Which fault, aimed at what, hitting which
-//! nodes, is drawn from the seed, so the same seed makes the same decisions (wall-clock
-//! timing, and so the exact operations a fault overlaps, naturally varies).
+//! The seeded decisions of a nemesis, and [`run`], which hands them to the chosen schedule
+//! ([`crate::adaptive`] or [`crate::uniform`]) until told to stop; then every fault still in
+//! force is healed. Which fault, aimed at what, hitting which nodes, for how long, is drawn
+//! from the seed, so the same seed makes the same decisions given the same observations
+//! (wall-clock timing, who wins an election, and so the exact operations a fault overlaps,
+//! naturally vary).
 
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
-use serde_json::json;
+use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::partition::{self, PartitionKind};
-use crate::{process, Aim, ClockMode, Cluster, FaultKind, Grudge, NemesisConfig};
-
-/// A fault as it was applied, for the run's results.
-#[derive(Clone, Debug, Serialize)]
-pub struct FaultRecord {
-    pub id: u64,
-    pub fault: FaultKind,
-    /// What a process or clock fault aimed at.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aim: Option<Aim>,
-    /// The partition shape, or the clock mode.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// The nodes affected (for a partition: those that cannot hear someone).
-    pub nodes: Vec<String>,
-    /// Milliseconds since the test started.
-    pub start_ms: f64,
-    pub end_ms: Option<f64>,
-    /// Problems applying or healing it (a node that could not be restarted, ...).
-    pub errors: Vec<String>,
-}
+use crate::inject::FaultRecord;
+use crate::partition::PartitionKind;
+use crate::{Aim, ClockMode, Cluster, FaultKind, NemesisConfig, ScheduleKind};
 
 /// The decisions of a nemesis, drawn from its seed.
 pub struct Schedule {
@@ -65,6 +46,31 @@ impl Schedule {
                 config.clock_modes.clone()
             },
         }
+    }
+
+    /// The random source every decision comes from.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// The fault kinds configured.
+    pub fn faults(&self) -> &[FaultKind] {
+        &self.faults
+    }
+
+    /// The partition shapes configured.
+    pub fn partitions(&self) -> &[PartitionKind] {
+        &self.partitions
+    }
+
+    /// A duration drawn uniformly between `lo` and `hi` seconds.
+    pub fn seconds(&mut self, lo: f64, hi: f64) -> Duration {
+        Duration::from_secs_f64(self.rng.random_range(lo..=hi.max(lo)))
+    }
+
+    /// One of `items`, drawn uniformly (`None` if empty).
+    pub fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
+        (!items.is_empty()).then(|| items[self.rng.random_range(0..items.len())].clone())
     }
 
     /// The next partition shape.
@@ -133,279 +139,22 @@ impl Schedule {
     }
 }
 
-/// Runs the schedule until `stop` turns true, then heals. `record(f, value)` is called for
-/// each fault's start (`f = "start"`) and end (`f = "stop"`), to go into the history. Returns
-/// every fault applied.
+/// Runs the configured schedule until `stop` turns true, then heals every fault still in
+/// force. `record(f, value)` is called for each fault's start (`f = "start"`) and end
+/// (`f = "stop"`), to go into the history. Returns every fault applied.
 pub async fn run<C: Cluster>(
     cluster: &C,
     config: &NemesisConfig,
     test_start: Instant,
-    record: &(dyn Fn(&str, serde_json::Value) + Send + Sync),
-    mut stop: watch::Receiver<bool>,
+    record: &(dyn Fn(&str, Value) + Send + Sync),
+    stop: watch::Receiver<bool>,
 ) -> Vec<FaultRecord> {
-    let mut schedule = Schedule::new(config);
-    let mut applied = Vec::new();
-    let since = |t: Instant| t.duration_since(test_start).as_secs_f64() * 1e3;
-    loop {
-        if wait(config.interval, &mut stop).await {
-            break;
+    match config.schedule {
+        ScheduleKind::Adaptive => {
+            crate::adaptive::run(cluster, config, test_start, record, stop).await
         }
-        let Some((fault, aim)) = schedule.next_fault() else {
-            // No faults configured: idle until told to stop.
-            let _ = stop.wait_for(|s| *s).await;
-            break;
-        };
-        let id = applied.len() as u64 + 1;
-        let leader = match (fault, aim) {
-            (FaultKind::Partition, _) | (_, Aim::Leader) => cluster.leader().await,
-            _ => None,
-        };
-        let all = cluster.nodes();
-        let mut fr = FaultRecord {
-            id,
-            fault,
-            aim: matches!(fault, FaultKind::Kill | FaultKind::Pause | FaultKind::Clock)
-                .then_some(aim),
-            kind: None,
-            nodes: Vec::new(),
-            start_ms: since(Instant::now()),
-            end_ms: None,
-            errors: Vec::new(),
-        };
-        let mut detail = json!({"id": id, "fault": fault.name()});
-        let active = match fault {
-            FaultKind::Kill | FaultKind::Pause => {
-                let nodes = schedule.choose_nodes(aim, &all, leader);
-                start_process(cluster, fault, &nodes, &mut fr.errors);
-                detail["aim"] = json!(aim.name());
-                detail["nodes"] = json!(nodes);
-                fr.nodes = nodes.clone();
-                if fault == FaultKind::Kill {
-                    Active::Killed(nodes)
-                } else {
-                    Active::Paused(nodes)
-                }
-            }
-            FaultKind::Partition => {
-                let kind = schedule.next_partition();
-                let grudge = partition::grudge(kind, &all, leader.as_deref(), &mut schedule.rng);
-                if let Err(e) = cluster.partition(&grudge) {
-                    fr.errors.push(e);
-                }
-                detail["kind"] = json!(kind.name());
-                detail["grudge"] = json!(grudge);
-                fr.kind = Some(kind.name().to_string());
-                fr.nodes = grudge.keys().cloned().collect();
-                Active::Partition
-            }
-            FaultKind::Clock => {
-                let nodes = schedule.choose_nodes(aim, &all, leader);
-                let mode = schedule.next_clock_mode();
-                let skews: Vec<f64> = nodes.iter().map(|_| schedule.skew_ms(config)).collect();
-                let mut offsets = serde_json::Map::new();
-                let mut measured = serde_json::Map::new();
-                // All nodes at once: verifying one takes up to libfaketime's cache period, and
-                // the fault should hit its nodes together, not one after another.
-                let results = join_all(nodes.iter().zip(&skews).map(|(node, skew)| {
-                    // A drift starts from zero; bump and strobe start at the full skew.
-                    let first = if mode == ClockMode::Drift { 0.0 } else { *skew };
-                    cluster.set_clock(node, first, true)
-                }))
-                .await;
-                for ((node, skew), result) in nodes.iter().zip(&skews).zip(results) {
-                    match result {
-                        Ok(r) => {
-                            measured.insert(node.clone(), json!(r.measured_ms));
-                        }
-                        Err(e) => fr.errors.push(format!("{node}: {e}")),
-                    }
-                    offsets.insert(node.clone(), json!(skew));
-                }
-                detail["aim"] = json!(aim.name());
-                detail["mode"] = json!(mode.name());
-                fr.kind = Some(mode.name().to_string());
-                detail["nodes"] = json!(nodes);
-                detail["offsets_ms"] = json!(offsets);
-                detail["measured_ms"] = json!(measured);
-                fr.nodes = nodes.clone();
-                Active::Clock { mode, nodes, skews }
-            }
-            FaultKind::Latency | FaultKind::Loss => {
-                let (latency, jitter, loss) = if fault == FaultKind::Latency {
-                    (config.latency, config.latency / 2, 0.0)
-                } else {
-                    (Duration::ZERO, Duration::ZERO, config.loss)
-                };
-                if let Err(e) = cluster.degrade(latency, jitter, loss) {
-                    fr.errors.push(e);
-                }
-                detail["latency_ms"] = json!(latency.as_secs_f64() * 1e3);
-                detail["jitter_ms"] = json!(jitter.as_secs_f64() * 1e3);
-                detail["loss"] = json!(loss);
-                fr.nodes = all.clone();
-                Active::Degraded
-            }
-        };
-        detail["errors"] = json!(fr.errors);
-        record("start", detail);
-        tracing::info!(id, %fault, nodes = ?fr.nodes, "fault started");
-        let stopping = hold(cluster, &active, config.interval, &mut stop).await;
-        let mut end = json!({"id": id, "fault": fault.name()});
-        let healed = heal(cluster, &active, &mut fr.errors).await;
-        if let Some(m) = healed {
-            end["measured_ms"] = m;
-        }
-        end["errors"] = json!(fr.errors);
-        fr.end_ms = Some(since(Instant::now()));
-        record("stop", end);
-        tracing::info!(id, %fault, "fault healed");
-        applied.push(fr);
-        if stopping {
-            break;
-        }
-    }
-    applied
-}
-
-/// A fault in force, with what healing it needs.
-enum Active {
-    /// Killed nodes, healed by restarting them.
-    Killed(Vec<String>),
-    /// Paused nodes, healed by SIGCONT.
-    Paused(Vec<String>),
-    Partition,
-    Clock {
-        mode: ClockMode,
-        nodes: Vec<String>,
-        skews: Vec<f64>,
-    },
-    Degraded,
-}
-
-/// Keeps a fault in force for `interval` (strobing or drifting clocks meanwhile); returns
-/// whether the schedule was told to stop.
-async fn hold<C: Cluster>(
-    cluster: &C,
-    active: &Active,
-    interval: Duration,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
-    let Active::Clock { mode, nodes, skews } = active else {
-        return wait(interval, stop).await;
-    };
-    let started = Instant::now();
-    let step = match mode {
-        ClockMode::Bump => return wait(interval, stop).await,
-        ClockMode::Strobe => Duration::from_millis(250),
-        ClockMode::Drift => Duration::from_millis(100),
-    };
-    let mut flip = false;
-    loop {
-        if wait(step.min(interval.saturating_sub(started.elapsed())), stop).await {
-            return true;
-        }
-        if started.elapsed() >= interval {
-            return false;
-        }
-        flip = !flip;
-        let progress = started.elapsed().as_secs_f64() / interval.as_secs_f64().max(1e-9);
-        for (node, skew) in nodes.iter().zip(skews) {
-            let offset = match mode {
-                ClockMode::Strobe if flip => 0.0,
-                ClockMode::Drift => skew * progress,
-                _ => *skew,
-            };
-            // Best effort while strobing: a failure is reported when the fault heals.
-            let _ = cluster.set_clock(node, offset, false).await;
-        }
-    }
-}
-
-/// Sleeps for `d`, or until `stop` turns true; returns whether it was told to stop.
-async fn wait(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    let stopped = tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = stop.wait_for(|s| *s) => true,
-    };
-    stopped || *stop.borrow()
-}
-
-fn start_process<C: Cluster>(
-    cluster: &C,
-    fault: FaultKind,
-    nodes: &[String],
-    errors: &mut Vec<String>,
-) {
-    for node in nodes {
-        let Some(pgid) = cluster.process_group(node) else {
-            errors.push(format!("{node} was not running"));
-            continue;
-        };
-        let result = match fault {
-            FaultKind::Kill => {
-                cluster.killed(node);
-                process::kill(pgid)
-            }
-            _ => process::pause(pgid),
-        };
-        if let Err(e) = result {
-            errors.push(format!("{node}: {e}"));
-        }
-    }
-}
-
-/// Ends a fault. For clocks, returns the offsets measured after the reset.
-async fn heal<C: Cluster>(
-    cluster: &C,
-    active: &Active,
-    errors: &mut Vec<String>,
-) -> Option<serde_json::Value> {
-    match active {
-        // Which fault it was decides the cure, not whether the process still shows as
-        // running: a node killed an instant before the heal may not be reaped yet, and
-        // resuming it instead of restarting it would leave it dead for the rest of the test.
-        Active::Killed(nodes) | Active::Paused(nodes) => {
-            for node in nodes {
-                let result = match (active, cluster.process_group(node)) {
-                    (Active::Paused(_), Some(pgid)) => process::resume(pgid),
-                    // A paused node that is gone (it crashed meanwhile) is restarted too.
-                    _ => cluster.restart(node).await,
-                };
-                if let Err(e) = result {
-                    tracing::warn!(node, error = %e, "could not heal a fault");
-                    errors.push(format!("{node}: {e}"));
-                }
-            }
-            None
-        }
-        Active::Partition => {
-            if let Err(e) = cluster.partition(&Grudge::new()) {
-                errors.push(e);
-            }
-            None
-        }
-        Active::Clock { nodes, .. } => {
-            let mut measured = serde_json::Map::new();
-            let results =
-                join_all(nodes.iter().map(|node| cluster.set_clock(node, 0.0, true))).await;
-            for (node, result) in nodes.iter().zip(results) {
-                match result {
-                    Ok(r) => {
-                        measured.insert(node.clone(), json!(r.measured_ms));
-                    }
-                    Err(e) => errors.push(format!("{node}: {e}")),
-                }
-            }
-            Some(serde_json::Value::Object(measured))
-        }
-        Active::Degraded => {
-            if let Err(e) = cluster.degrade(Duration::ZERO, Duration::ZERO, 0.0) {
-                errors.push(e);
-            }
-            None
+        ScheduleKind::Uniform => {
+            crate::uniform::run(cluster, config, test_start, record, stop).await
         }
     }
 }
@@ -413,7 +162,8 @@ async fn heal<C: Cluster>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ClockReading;
+    use crate::inject::{Fault, Injector, Origin};
+    use crate::{ClockReading, Grudge, Leader};
 
     fn nodes(n: usize) -> Vec<String> {
         (1..=n).map(|i| format!("n{i}")).collect()
@@ -421,6 +171,7 @@ mod tests {
 
     fn config(seed: u64) -> NemesisConfig {
         NemesisConfig {
+            schedule: ScheduleKind::Uniform,
             faults: vec![FaultKind::Kill, FaultKind::Pause],
             aims: Aim::ALL.to_vec(),
             partitions: PartitionKind::ALL.to_vec(),
@@ -429,6 +180,7 @@ mod tests {
             latency: Duration::from_millis(50),
             loss: 0.1,
             interval: Duration::from_secs(1),
+            min_quiet: Duration::ZERO,
             seed,
         }
     }
@@ -445,6 +197,12 @@ mod tests {
             vec!["n1".to_string()]
         }
         async fn leader(&self) -> Option<String> {
+            None
+        }
+        fn observed_leader(&self) -> Option<Leader> {
+            None
+        }
+        async fn await_new_leader(&self, _: Option<&Leader>, _: Duration) -> Option<Leader> {
             None
         }
         fn process_group(&self, _node: &str) -> Option<i32> {
@@ -482,16 +240,26 @@ mod tests {
             pgid: sleeper.id() as i32,
             restarts: std::sync::Mutex::new(Vec::new()),
         };
-        let mut errors = Vec::new();
-        heal(&cluster, &Active::Killed(vec!["n1".into()]), &mut errors).await;
+        let record = |_: &str, _: serde_json::Value| {};
+        let mut injector = Injector::new(&cluster, Instant::now(), &record);
+        let killed = injector
+            .start(Fault::Kill(vec!["n1".into()]), Origin::default())
+            .await;
+        // The "kill" went to a process that is still running (as an unreaped one would).
+        injector.heal(killed).await;
         assert_eq!(*cluster.restarts.lock().unwrap(), vec!["n1".to_string()]);
-        heal(&cluster, &Active::Paused(vec!["n1".into()]), &mut errors).await;
+        let paused = injector
+            .start(Fault::Pause(vec!["n1".into()]), Origin::default())
+            .await;
+        injector.heal(paused).await;
         assert_eq!(
             cluster.restarts.lock().unwrap().len(),
             1,
             "a pause was restarted"
         );
-        assert!(errors.is_empty(), "{errors:?}");
+        let records = injector.into_records();
+        assert_eq!(records.len(), 2);
+        assert!(records.iter().all(|r| r.end_ms.is_some()));
         let _ = sleeper.kill();
         let _ = sleeper.wait();
     }

@@ -281,8 +281,42 @@ fn summary(out: &mut String, run: &Run, names: &Names) {
         }
         out.push_str("</ul>");
     }
+    checks_table(out, run);
     counts_table(out, run);
     out.push_str("</section>");
+}
+
+/// Every check of the run (the workload's checker, convergence, election, cluster health,
+/// availability) with its own verdict, as in `junit.xml`.
+fn checks_table(out: &mut String, run: &Run) {
+    let Some(checks) = run.result("/checks").and_then(Value::as_array) else {
+        return;
+    };
+    out.push_str(
+        "<h3>Checks</h3><table id=\"checks\"><tr><th>check</th><th>verdict</th><th>why</th></tr>",
+    );
+    for c in checks {
+        let name = c.get("name").map(|v| value_text(v, 60)).unwrap_or_default();
+        let verdict = c
+            .get("verdict")
+            .map(|v| value_text(v, 20))
+            .unwrap_or_default();
+        let why = c
+            .get("explanation")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .map(|v| value_text(v, 400))
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td><span class=\"badge {}\">{}</span></td><td>{}</td></tr>",
+            html(&name),
+            badge_class(&verdict),
+            html(&verdict),
+            html(&why)
+        );
+    }
+    out.push_str("</table>");
 }
 
 fn outcome_totals(run: &Run) -> (usize, usize, usize, usize) {
@@ -498,37 +532,151 @@ fn faults(out: &mut String, run: &Run) {
         out.push_str("<p>No faults were injected.</p></section>");
         return;
     }
-    out.push_str(
-        "<table><tr><th>#</th><th>fault</th><th>aimed at</th><th>nodes</th><th>from</th>\
-         <th>to</th><th>details</th></tr>",
-    );
+    if let Some(line) = text_of(run.result("/efficacy/line")) {
+        let _ = write!(out, "<p id=\"efficacy\">{}</p>", html(&line));
+    }
+    let with_efficacy = run
+        .faults
+        .iter()
+        .any(|f| f.detail.get("efficacy").is_some());
+    out.push_str("<table id=\"fault-table\"><tr><th>#</th><th>fault</th><th>aimed at</th><th>nodes</th><th>from</th><th>to</th>");
+    if with_efficacy {
+        out.push_str(
+            "<th>leader before → after</th><th>new leaders</th><th>minority side</th>\
+             <th>recovery</th><th>effect</th>",
+        );
+    }
+    out.push_str("<th>details</th></tr>");
+    const SHOWN_ELSEWHERE: &[&str] = &[
+        "efficacy",
+        "scenario",
+        "scenario_id",
+        "target",
+        "leader_at_start",
+        "leader_at_end",
+    ];
     for f in &run.faults {
         let detail = match &f.detail {
-            Value::Object(m) if m.is_empty() => String::new(),
             Value::Object(m) => m
                 .iter()
-                .filter(|(_, v)| !matches!(v, Value::Array(a) if a.is_empty()))
+                .filter(|(k, _)| !SHOWN_ELSEWHERE.contains(&k.as_str()))
+                .filter(|(_, v)| !matches!(v, Value::Array(a) if a.is_empty()) && !v.is_null())
                 .map(|(k, v)| format!("{k}: {}", value_text(v, 120)))
                 .collect::<Vec<_>>()
                 .join("; "),
             Value::Null => String::new(),
             other => value_text(other, 200),
         };
+        let scenario = text_of(f.detail.get("scenario"));
+        let fault = match &scenario {
+            Some(s) => format!("{} ({s})", f.fault),
+            None => f.fault.clone(),
+        };
+        let aimed = text_of(f.detail.get("target")).or_else(|| f.aim.clone());
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             f.id.map(|i| i.to_string()).unwrap_or_default(),
-            html(&short(&f.fault, 80)),
-            html(&short(f.aim.as_deref().unwrap_or(""), 80)),
+            html(&short(&fault, 80)),
+            html(&short(aimed.as_deref().unwrap_or(""), 80)),
             html(&short(&f.nodes.join(", "), 200)),
             secs(f.start_ns, run.synthetic_time),
             f.end_ns
                 .map(|e| secs(e, run.synthetic_time))
                 .unwrap_or_else(|| "never healed".to_string()),
-            html(&detail)
         );
+        if with_efficacy {
+            efficacy_cells(out, f.detail.get("efficacy"));
+        }
+        let _ = write!(out, "<td>{}</td></tr>", html(&detail));
     }
     out.push_str("</table></section>");
+}
+
+/// `n2 (t4)`
+fn leader_text(v: Option<&Value>) -> String {
+    match v {
+        Some(l) if !l.is_null() => {
+            let node = l.get("node").map(|n| value_text(n, 20)).unwrap_or_default();
+            match l.get("term").and_then(Value::as_u64) {
+                Some(t) => format!("{node} (t{t})"),
+                None => node,
+            }
+        }
+        _ => "none".to_string(),
+    }
+}
+
+/// The efficacy columns of one fault's row.
+fn efficacy_cells(out: &mut String, e: Option<&Value>) {
+    let Some(e) = e else {
+        out.push_str("<td></td><td></td><td></td><td></td><td></td>");
+        return;
+    };
+    let mut leaders = format!(
+        "{} → {}",
+        leader_text(e.get("leader_before")),
+        leader_text(e.get("leader_after"))
+    );
+    if e.get("hit_leader").and_then(Value::as_bool) == Some(true) {
+        leaders.push_str(", hit the leader");
+    }
+    let new: Vec<String> = e
+        .get("new_leaders")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|l| leader_text(Some(l)))
+        .collect();
+    let mut new_text = new.join(", ");
+    if let Some(ms) = e.get("election_ms").and_then(Value::as_f64) {
+        let _ = write!(new_text, " (first after {:.2} s)", ms / 1e3);
+    }
+    let minority = e.get("minority").filter(|m| !m.is_null()).map(|m| {
+        let nodes = m
+            .get("nodes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|n| value_text(n, 20))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let acked = m.get("acknowledged").and_then(Value::as_u64).unwrap_or(0);
+        let refused = m.get("refused").and_then(Value::as_u64).unwrap_or(0);
+        let unanswered = m.get("unanswered").and_then(Value::as_u64).unwrap_or(0);
+        (
+            format!(
+                "{nodes}: {acked} writes acknowledged, {refused} refused, {unanswered} unanswered"
+            ),
+            acked > 0,
+        )
+    });
+    let recovery = match e.get("recovery_ms").and_then(Value::as_f64) {
+        Some(ms) => format!("{:.2} s", ms / 1e3),
+        None => text_of(e.get("recovery_note")).unwrap_or_default(),
+    };
+    let effect = if e.get("no_observable_effect").and_then(Value::as_bool) == Some(true) {
+        "none observed".to_string()
+    } else {
+        let errors = e.get("client_errors").and_then(Value::as_u64).unwrap_or(0);
+        format!("{errors} client errors")
+    };
+    let _ = write!(
+        out,
+        "<td>{}</td><td>{}</td><td{}>{}</td><td>{}</td><td>{}</td>",
+        html(&leaders),
+        html(&new_text),
+        if minority.as_ref().is_some_and(|m| m.1) {
+            " class=\"warn\""
+        } else {
+            ""
+        },
+        html(&minority.map(|m| m.0).unwrap_or_default()),
+        html(&short(&recovery, 120)),
+        html(&effect),
+    );
 }
 
 fn cluster(out: &mut String, run: &Run) {
@@ -536,10 +684,14 @@ fn cluster(out: &mut String, run: &Run) {
         .result("/unexpected_exits")
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty());
-    if run.leader_changes.is_empty() && exits.is_none() {
+    let election = run.result("/election").filter(|e| e.is_object());
+    if run.leader_changes.is_empty() && exits.is_none() && election.is_none() {
         return;
     }
     out.push_str("<section id=\"cluster\"><h2>Cluster</h2>");
+    if let Some(e) = election {
+        election_section(out, run, e);
+    }
     if !run.leader_changes.is_empty() {
         out.push_str(
             "<h3>Leaders, as the nodes reported them</h3><table id=\"leaders\"><tr><th>time</th>\
@@ -580,6 +732,96 @@ fn cluster(out: &mut String, run: &Run) {
         out.push_str("</ul>");
     }
     out.push_str("</section>");
+}
+
+/// Most overlaps of leaders listed in the report (all are in results.json).
+const OVERLAPS_SHOWN: usize = 30;
+
+/// The election check: two leaders of one term (a violation), and leaders of different terms
+/// at the same time (normal for a while, worth seeing).
+fn election_section(out: &mut String, run: &Run, e: &Value) {
+    let verdict = e
+        .get("verdict")
+        .map(|v| value_text(v, 20))
+        .unwrap_or_default();
+    let interval = e
+        .get("sample_interval_ms")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let _ = write!(
+        out,
+        "<h3>Election safety <span class=\"badge {}\" id=\"election-verdict\">{}</span></h3>\
+         <p class=\"muted\">At most one leader per term, ever: every node's role sampled every \
+         {interval:.0} ms.</p>",
+        badge_class(&verdict),
+        html(&verdict)
+    );
+    if let Some(why) = e.get("explanation").and_then(Value::as_array) {
+        out.push_str("<ul id=\"election-explanation\">");
+        for w in why {
+            let _ = write!(out, "<li>{}</li>", html(&value_text(w, 1000)));
+        }
+        out.push_str("</ul>");
+    }
+    let overlaps: Vec<&Value> = e
+        .get("overlaps")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    if overlaps.is_empty() {
+        return;
+    }
+    let longest = e
+        .get("longest_overlap_ms")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let _ = write!(
+        out,
+        "<p>{} time{} two nodes claimed to lead different terms at once (an old leader that \
+         had not yet heard of its successor); the longest for {:.2} s.</p>\
+         <table id=\"overlaps\"><tr><th>from</th><th>to</th><th>leaders</th><th>for</th></tr>",
+        overlaps.len(),
+        if overlaps.len() == 1 { "" } else { "s" },
+        longest / 1e3
+    );
+    for o in overlaps.iter().take(OVERLAPS_SHOWN) {
+        let nodes: Vec<String> = o
+            .get("nodes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|n| value_text(n, 20))
+            .collect();
+        let terms: Vec<String> = o
+            .get("terms")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|t| t.as_u64().map(|t| format!("t{t}")).unwrap_or_default())
+            .collect();
+        let leaders: Vec<String> = nodes
+            .iter()
+            .zip(terms.iter().chain(std::iter::repeat(&String::new())))
+            .map(|(n, t)| format!("{n} {t}").trim().to_string())
+            .collect();
+        let ns = |k: &str| o.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{:.2} s</td></tr>",
+            secs(ns("from_ns"), run.synthetic_time),
+            secs(ns("to_ns"), run.synthetic_time),
+            html(&leaders.join(" and ")),
+            o.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0) / 1e3
+        );
+    }
+    out.push_str("</table>");
+    if overlaps.len() > OVERLAPS_SHOWN {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">… and {} more (results.json)</p>",
+            overlaps.len() - OVERLAPS_SHOWN
+        );
+    }
 }
 
 fn logs(out: &mut String, run: &Run) {

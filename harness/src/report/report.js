@@ -123,6 +123,18 @@
         }
       }
     });
+    // Two leaders at once: bands over the node rows (red: the same term, a violation).
+    if (D.nodes.length) {
+      for (const [s, e, label, bad] of D.leaders) {
+        const a = Math.max(X0, x(s));
+        const b = Math.min(X1, Math.max(x(e), x(s) + 2));
+        if (b < X0 || a > X1) continue;
+        ctx.globalAlpha = bad ? 0.45 : 0.25;
+        ctx.fillStyle = bad ? '#d62728' : '#ff7f0e';
+        ctx.fillRect(a, nodeTop, Math.max(2, b - a), D.nodes.length * NODEROW);
+        ctx.globalAlpha = 1;
+      }
+    }
     // Rows of operations.
     ctx.fillStyle = '#333';
     if (LANE >= 8) D.lanes.forEach((label, l) => ctx.fillText(label, 4, laneTop + l * LANE + LANE / 2));
@@ -231,6 +243,7 @@
     if (py >= nodeTop) {
       const row = D.nodes[Math.floor((py - nodeTop) / NODEROW)];
       if (!row) return null;
+      for (const l of D.leaders) if (l[0] <= t && t <= Math.max(l[1], tAt(x(l[0]) + 2))) return { leaders: l };
       for (const seg of row.segs) if (seg[0] <= t && t <= seg[1]) return { node: row.node, seg };
       return null;
     }
@@ -254,6 +267,10 @@
     if (h.node !== undefined) {
       const [s, e, role, term, leader] = h.seg;
       return [h.node + ': ' + (role || 'no answer') + (term !== null ? ', term ' + term : '') + (leader ? ', leader ' + leader : ''), fmt(s) + ' – ' + fmt(e)];
+    }
+    if (h.leaders !== undefined) {
+      const [s, e, label] = h.leaders;
+      return [label, fmt(s) + ' – ' + fmt(e)];
     }
     const [s, e, label] = h.fault;
     return ['fault ' + label, fmt(s) + ' – ' + (e === null ? 'end (never healed)' : fmt(e))];

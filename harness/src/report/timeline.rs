@@ -40,6 +40,9 @@ pub struct Timeline {
     nodes: Vec<NodeRow>,
     /// `[start ms, end ms or null, label, colour]`.
     faults: Vec<(f64, Option<f64>, String, String)>,
+    /// Times two nodes claimed to lead at once: `[from ms, to ms, label, violation]` (a
+    /// violation: the same term).
+    leaders: Vec<(f64, f64, String, bool)>,
     /// Failures: `[culprit start ms, culprit end ms, label, zoom from ms, zoom to ms]`.
     marks: Vec<(f64, f64, String, f64, f64)>,
     ops: Columns,
@@ -278,11 +281,65 @@ pub fn build(run: &Run, area: (i32, i32), width: u32) -> Timeline {
                 )
             })
             .collect(),
+        leaders: leader_overlaps(run),
         marks,
         ops: cols,
         density,
         total_ops: run.ops.len(),
     }
+}
+
+/// The election check's findings (results.json `election`) as bands on the node rows.
+fn leader_overlaps(run: &Run) -> Vec<(f64, f64, String, bool)> {
+    let mut out = Vec::new();
+    let term = |t: Option<&Value>| {
+        t.and_then(Value::as_u64)
+            .map(|t| format!(" t{t}"))
+            .unwrap_or_default()
+    };
+    for o in run
+        .result("/election/overlaps")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let n = |i: usize| {
+            o.pointer(&format!("/nodes/{i}"))
+                .map(value_key)
+                .unwrap_or_default()
+        };
+        let label = format!(
+            "{}{} and {}{} both lead",
+            n(0),
+            term(o.pointer("/terms/0")),
+            n(1),
+            term(o.pointer("/terms/1"))
+        );
+        let at = |k: &str| o.get(k).and_then(Value::as_u64).map(ms).unwrap_or(0.0);
+        out.push((at("from_ns"), at("to_ns"), escape::short(&label, 60), false));
+    }
+    for s in run
+        .result("/election/same_term")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for l in s
+            .get("leaders")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let label = format!(
+                "{} leads{} (two leaders in one term)",
+                l.get("node").map(value_key).unwrap_or_default(),
+                term(l.get("term"))
+            );
+            let at = |k: &str| l.get(k).and_then(Value::as_u64).map(ms).unwrap_or(0.0);
+            out.push((at("from_ns"), at("to_ns"), escape::short(&label, 60), true));
+        }
+    }
+    out
 }
 
 /// Keys as text: strings without quotes, anything else as JSON.

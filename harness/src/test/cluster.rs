@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use faultline_nemesis::clock;
 use faultline_nemesis::net::Network;
 use faultline_nemesis::proxy::Proxy;
-use faultline_nemesis::{ClockReading, Grudge};
+use faultline_nemesis::{ClockReading, Grudge, Leader};
 
 use faultline_targets::client::Client;
 use faultline_targets::process::{self, Launch, NodeProcess};
@@ -33,14 +33,17 @@ pub struct Cluster {
     pub nodes: Vec<NodeSpec>,
     launches: Vec<Launch>,
     procs: Mutex<Vec<Option<NodeProcess>>>,
-    /// Nodes killed on purpose and not restarted yet.
-    killed: Mutex<HashSet<String>>,
+    /// Processes (pids) killed on purpose: their exit is not a crash. By pid, not by node, so
+    /// a restart racing with the crash check can never make a killed process look crashed.
+    killed: Mutex<HashSet<i32>>,
     /// Nodes seen exiting when nobody killed them: (node, how, when).
     crashes: Mutex<Vec<(String, String)>>,
     /// Processes whose unexpected exit is already in `crashes` (a node restarted after a
     /// crash is a new process, and its own crash is reported too).
     crashed_pids: Mutex<std::collections::HashSet<i32>>,
     pub client: Client,
+    /// Every node's role as last sampled (kept up to date by the status sampler).
+    pub observed: std::sync::Arc<super::view::Observed>,
     /// Where nodes say who leads, and report their state.
     leader_path: Option<String>,
     status_path: Option<String>,
@@ -147,6 +150,7 @@ impl Cluster {
         Ok(Cluster {
             net,
             client: target.client,
+            observed: std::sync::Arc::new(super::view::Observed::default()),
             leader_path: target.leader_path,
             status_path: target.status_path,
             stop_signal: target.stop.0,
@@ -160,10 +164,25 @@ impl Cluster {
         })
     }
 
-    /// The node that claims to lead, if the target can tell.
+    /// The node that claims to lead, if the target can tell: as last sampled, or (before the
+    /// sampler has seen one) by asking the nodes.
     pub async fn current_leader(&self) -> Option<String> {
+        if let Some(l) = self.observed.leader() {
+            return Some(l.node);
+        }
         self.client
             .leader(&self.nodes, self.leader_path.as_deref())
+            .await
+    }
+
+    /// A node's role, term and leader as it reports them now (for the status sampler).
+    pub async fn role(&self, node: &NodeSpec) -> Option<faultline_targets::role::RoleReport> {
+        self.client
+            .role(
+                node,
+                self.status_path.as_deref(),
+                super::status_sampler::TIMEOUT,
+            )
             .await
     }
 
@@ -223,7 +242,7 @@ impl Cluster {
             let Some(status) = p.exit_status() else {
                 continue;
             };
-            if killed.contains(&n.name) {
+            if killed.contains(&p.pid) {
                 continue;
             }
             let fresh_exit = self
@@ -293,6 +312,14 @@ impl faultline_nemesis::Cluster for Cluster {
         self.current_leader().await
     }
 
+    fn observed_leader(&self) -> Option<Leader> {
+        self.observed.leader()
+    }
+
+    async fn await_new_leader(&self, old: Option<&Leader>, timeout: Duration) -> Option<Leader> {
+        self.observed.await_new_leader(old, timeout).await
+    }
+
     fn process_group(&self, node: &str) -> Option<i32> {
         let i = self.index(node)?;
         let procs = self.procs.lock().ok()?;
@@ -300,8 +327,12 @@ impl faultline_nemesis::Cluster for Cluster {
     }
 
     fn killed(&self, node: &str) {
-        if let Ok(mut k) = self.killed.lock() {
-            k.insert(node.to_string());
+        let pid = self.index(node).and_then(|i| {
+            let procs = self.procs.lock().ok()?;
+            procs[i].as_ref().map(|p| p.pid)
+        });
+        if let (Some(pid), Ok(mut k)) = (pid, self.killed.lock()) {
+            k.insert(pid);
         }
     }
 
@@ -329,11 +360,7 @@ impl faultline_nemesis::Cluster for Cluster {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-        self.start(node)?;
-        if let Ok(mut k) = self.killed.lock() {
-            k.remove(node);
-        }
-        Ok(())
+        self.start(node)
     }
 
     fn partition(&self, grudge: &Grudge) -> Result<(), String> {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use faultline_nemesis::{Aim, ClockMode, FaultKind, PartitionKind};
+use faultline_nemesis::{Aim, ClockMode, FaultKind, PartitionKind, ScheduleKind};
 use faultline_workloads::WorkloadKind;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,7 @@ pub struct TestFile {
     pub time_limit: Option<f64>,
     pub op_timeout: Option<f64>,
     pub nemesis: Option<Vec<String>>,
+    pub schedule: Option<String>,
     pub nemesis_interval: Option<f64>,
     pub nemesis_targets: Option<Vec<String>>,
     pub partitions: Option<Vec<String>>,
@@ -41,6 +42,7 @@ pub struct TestFile {
     pub results_dir: Option<PathBuf>,
     pub base_port: Option<u16>,
     pub check_time_limit: Option<f64>,
+    pub max_recovery: Option<f64>,
     pub raft: Option<RaftSection>,
     pub etcd: Option<EtcdSection>,
     pub consul: Option<ConsulSection>,
@@ -117,6 +119,9 @@ pub struct TestConfig {
     /// True when `nemesis` is the default set rather than the user's list: a default fault the
     /// target cannot take is then left out with a note instead of refused.
     pub nemesis_defaulted: bool,
+    /// Which schedule decides when faults happen and whom they hit.
+    pub schedule: ScheduleKind,
+    /// Uniform schedule: length of each fault and quiet period.
     pub nemesis_interval: Duration,
     pub nemesis_targets: Vec<Aim>,
     pub partitions: Vec<PartitionKind>,
@@ -138,6 +143,9 @@ pub struct TestConfig {
     /// 0 picks free ports.
     pub base_port: u16,
     pub check_time_limit: Duration,
+    /// Availability as a check: a heal after which the cluster completes no write within this
+    /// long fails the run (`None`: not checked).
+    pub max_recovery: Option<Duration>,
     pub raft_bugs: Vec<String>,
     pub raft_read_mode: String,
     /// `None`: this very binary.
@@ -147,10 +155,26 @@ pub struct TestConfig {
 }
 
 pub const DEFAULT_NODES: usize = 5;
-pub const DEFAULT_CONCURRENCY: usize = 10;
+/// Client workers: four per node of the default 5-node cluster, so a deposed leader that still
+/// answers has several clients asking it (with two per node, `lease-ignores-drift` went
+/// unnoticed in 1 of 8 minute-long runs, and was found later in the others).
+pub const DEFAULT_CONCURRENCY: usize = 20;
 pub const DEFAULT_RATE: f64 = 200.0;
 pub const DEFAULT_TIME_LIMIT: f64 = 60.0;
-pub const DEFAULT_OP_TIMEOUT: f64 = 2.0;
+/// How long a client waits for an operation before recording it as `info`, by target: about
+/// two election timeouts of the target as faultline runs it (the bundled Raft 150 ms, etcd 500
+/// ms, Consul with `raft_multiplier = 1` about 1 s; custom targets: unknown, 1 s). Far above a
+/// healthy cluster's latency, and short enough that a client waiting on a deposed leader comes
+/// back within that leader's stale window to observe it: with 2 s, every client that a
+/// follower had sent to an isolated leader was still stuck there when the window closed, and
+/// `lease-ignores-drift` went unnoticed (0 of 3 runs; 8 of 8 at 0.25 s).
+pub fn default_op_timeout(target: &str) -> f64 {
+    match target {
+        "raft" => 0.25,
+        "consul" => 2.0,
+        _ => 1.0,
+    }
+}
 pub const DEFAULT_NEMESIS_INTERVAL: f64 = 10.0;
 /// The longest duration any setting accepts (a week), so deadlines cannot overflow.
 const MAX_SECONDS: f64 = 604_800.0;
@@ -211,6 +235,7 @@ impl TestFile {
             time_limit: over.time_limit.or(self.time_limit),
             op_timeout: over.op_timeout.or(self.op_timeout),
             nemesis: over.nemesis.or(self.nemesis),
+            schedule: over.schedule.or(self.schedule),
             nemesis_interval: over.nemesis_interval.or(self.nemesis_interval),
             nemesis_targets: over.nemesis_targets.or(self.nemesis_targets),
             partitions: over.partitions.or(self.partitions),
@@ -225,6 +250,7 @@ impl TestFile {
             results_dir: over.results_dir.or(self.results_dir),
             base_port: over.base_port.or(self.base_port),
             check_time_limit: over.check_time_limit.or(self.check_time_limit),
+            max_recovery: over.max_recovery.or(self.max_recovery),
             raft,
             etcd,
             consul,
@@ -280,7 +306,43 @@ impl TestFile {
                 Ok(Duration::from_secs_f64(s))
             };
         let time_limit = seconds("time_limit", self.time_limit, DEFAULT_TIME_LIMIT, 1.0)?;
-        let op_timeout = seconds("op_timeout", self.op_timeout, DEFAULT_OP_TIMEOUT, 0.05)?;
+        let op_timeout = seconds(
+            "op_timeout",
+            self.op_timeout,
+            default_op_timeout(&target),
+            0.05,
+        )?;
+        // The uniform schedule is the one `nemesis_interval` and `nemesis_targets` describe:
+        // giving either (without a schedule) asks for it.
+        let schedule = match self.schedule.as_deref() {
+            Some(name) => name.parse().map_err(|e| format!("schedule: {e}"))?,
+            None if self.nemesis_interval.is_some() || self.nemesis_targets.is_some() => {
+                ScheduleKind::Uniform
+            }
+            None => ScheduleKind::Adaptive,
+        };
+        if schedule == ScheduleKind::Adaptive
+            && (self.nemesis_interval.is_some() || self.nemesis_targets.is_some())
+        {
+            return Err(
+                "nemesis_interval and nemesis_targets apply to the uniform schedule; the \
+                 adaptive schedule chooses its own durations and aims at the leader (use \
+                 --schedule uniform, or leave them out)"
+                    .to_string(),
+            );
+        }
+        let max_recovery = match self.max_recovery {
+            None => None,
+            Some(s) if s.is_finite() && s > 0.0 && s <= MAX_SECONDS => {
+                Some(Duration::from_secs_f64(s))
+            }
+            Some(s) => {
+                return Err(format!(
+                    "max_recovery: must be a number of seconds above 0 and at most \
+                     {MAX_SECONDS}, got {s}"
+                ))
+            }
+        };
         let nemesis_interval = seconds(
             "nemesis_interval",
             self.nemesis_interval,
@@ -442,7 +504,20 @@ impl TestFile {
                  --target raft, not {target}"
             ));
         }
-        let raft_read_mode = raft.read_mode.unwrap_or_else(|| "read-index".to_string());
+        let bugs = raft.bugs.clone().unwrap_or_default();
+        let raft_read_mode = match raft.read_mode {
+            Some(mode) => mode,
+            // A bug of lease reads exists only where reads use the lease.
+            None if bugs.iter().any(|b| b == "lease-ignores-drift") => {
+                notes.push(
+                    "lease-ignores-drift is a bug of lease reads: the nodes read with \
+                     --raft-read-mode lease"
+                        .to_string(),
+                );
+                "lease".to_string()
+            }
+            None => "read-index".to_string(),
+        };
         if !["read-index", "lease"].contains(&raft_read_mode.as_str()) {
             return Err(format!(
                 "raft.read_mode: expected read-index or lease, got {raft_read_mode:?}"
@@ -482,6 +557,7 @@ impl TestFile {
             op_timeout,
             nemesis,
             nemesis_defaulted,
+            schedule,
             nemesis_interval,
             nemesis_targets,
             partitions,
@@ -498,7 +574,8 @@ impl TestFile {
             results_dir: self.results_dir.unwrap_or_else(|| PathBuf::from("results")),
             base_port: self.base_port.unwrap_or(0),
             check_time_limit,
-            raft_bugs: raft.bugs.unwrap_or_default(),
+            max_recovery,
+            raft_bugs: bugs,
             raft_read_mode,
             raft_binary: raft.binary,
             etcd: self.etcd.unwrap_or_default(),
@@ -525,8 +602,12 @@ impl TestConfig {
             } else {
                 self.nemesis.iter().map(|f| f.to_string()).collect()
             }),
-            nemesis_interval: Some(self.nemesis_interval.as_secs_f64()),
-            nemesis_targets: Some(self.nemesis_targets.iter().map(|a| a.to_string()).collect()),
+            schedule: Some(self.schedule.to_string()),
+            // Only the uniform schedule has them (the adaptive one refuses them).
+            nemesis_interval: (self.schedule == ScheduleKind::Uniform)
+                .then_some(self.nemesis_interval.as_secs_f64()),
+            nemesis_targets: (self.schedule == ScheduleKind::Uniform)
+                .then(|| self.nemesis_targets.iter().map(|a| a.to_string()).collect()),
             partitions: Some(self.partitions.iter().map(|p| p.to_string()).collect()),
             clock_modes: Some(self.clock_modes.iter().map(|m| m.to_string()).collect()),
             clock_skew_ms: Some(self.clock_skew.as_secs_f64() * 1e3),
@@ -539,6 +620,7 @@ impl TestConfig {
             results_dir: Some(self.results_dir.clone()),
             base_port: Some(self.base_port),
             check_time_limit: Some(self.check_time_limit.as_secs_f64()),
+            max_recovery: self.max_recovery.map(|d| d.as_secs_f64()),
             raft: (self.target == "raft").then(|| RaftSection {
                 bugs: Some(self.raft_bugs.clone()),
                 read_mode: Some(self.raft_read_mode.clone()),
@@ -602,6 +684,89 @@ mod tests {
         assert_eq!(again.seed, 42);
         assert_eq!(again.nemesis, vec![FaultKind::Pause]);
         assert_eq!(again.to_toml(), c.to_toml());
+    }
+
+    #[test]
+    fn the_uniform_schedule_is_chosen_by_its_own_keys_and_round_trips() {
+        let adaptive = TestFile::default().resolve().unwrap();
+        assert_eq!(adaptive.schedule, ScheduleKind::Adaptive);
+        assert_eq!(adaptive.op_timeout, Duration::from_millis(250));
+        // test.toml of an adaptive run has neither key, so it reads back as adaptive.
+        let again: TestFile = toml::from_str(&adaptive.to_toml()).unwrap();
+        assert!(again.nemesis_interval.is_none() && again.nemesis_targets.is_none());
+        assert_eq!(again.resolve().unwrap().schedule, ScheduleKind::Adaptive);
+        for file in [
+            TestFile {
+                nemesis_interval: Some(2.0),
+                ..TestFile::default()
+            },
+            TestFile {
+                nemesis_targets: Some(vec!["leader".into()]),
+                ..TestFile::default()
+            },
+            TestFile {
+                schedule: Some("uniform".into()),
+                ..TestFile::default()
+            },
+        ] {
+            let c = file.resolve().unwrap();
+            assert_eq!(c.schedule, ScheduleKind::Uniform);
+            let text = c.to_toml();
+            let again: TestFile = toml::from_str(&text).unwrap();
+            let again = again.resolve().unwrap();
+            assert_eq!(again.schedule, ScheduleKind::Uniform);
+            assert_eq!(again.nemesis_interval, c.nemesis_interval);
+            assert_eq!(again.to_toml(), text);
+        }
+        let err = TestFile {
+            schedule: Some("adaptive".into()),
+            nemesis_interval: Some(2.0),
+            ..TestFile::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("uniform schedule"), "{err}");
+        let err = TestFile {
+            schedule: Some("random".into()),
+            ..TestFile::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(
+            err.starts_with("schedule:") && err.contains("adaptive, uniform"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn lease_bugs_read_with_the_lease_and_bounds_are_checked() {
+        let c = TestFile {
+            raft: Some(RaftSection {
+                bugs: Some(vec!["lease-ignores-drift".into()]),
+                ..RaftSection::default()
+            }),
+            ..TestFile::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.raft_read_mode, "lease");
+        assert!(c.notes.iter().any(|n| n.contains("lease")), "{:?}", c.notes);
+        for bad in [0.0, -1.0, f64::NAN, 1e30] {
+            let err = TestFile {
+                max_recovery: Some(bad),
+                ..TestFile::default()
+            }
+            .resolve()
+            .unwrap_err();
+            assert!(err.starts_with("max_recovery:"), "{err}");
+        }
+        let etcd = TestFile {
+            target: Some("etcd".into()),
+            ..TestFile::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(etcd.op_timeout, Duration::from_secs(1));
     }
 
     #[test]

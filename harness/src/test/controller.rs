@@ -333,9 +333,10 @@ async fn drive(
         cluster.nodes.clone(),
         start,
         run_dir.join("nodes/status.jsonl"),
+        cluster.observed.clone(),
         move |n| {
             let c = sampled.clone();
-            async move { c.node_state(&n).await }
+            async move { c.role(&n).await }
         },
     );
     let (recorder, writer) = Recorder::create(&history_path, start, record)?;
@@ -362,6 +363,7 @@ async fn drive(
         workers.push(tokio::spawn(worker(w, clients, stop)));
     }
     let nemesis_config = NemesisConfig {
+        schedule: config.schedule,
         faults: config.nemesis.clone(),
         aims: config.nemesis_targets.clone(),
         partitions: config.partitions.clone(),
@@ -370,6 +372,7 @@ async fn drive(
         latency: config.latency,
         loss: config.loss,
         interval: config.nemesis_interval,
+        min_quiet: config.max_recovery.unwrap_or_default(),
         seed: seeds.random(),
     };
     let nemesis = {
@@ -394,6 +397,8 @@ async fn drive(
             _ = stop.wait_for(|s| *s) => {}
         }
     }
+    // No operation is invoked after this moment (recovery is judged up to it).
+    let stop_sent = start.elapsed();
     let _ = stop_tx.send(true);
     let mut latencies: Vec<u32> = Vec::new();
     for w in workers {
@@ -409,6 +414,7 @@ async fn drive(
     // Recovery, final reads and the convergence check, unless the user asked to stop.
     let was_interrupted = interrupted.load(Ordering::Relaxed);
     let mut converged = None;
+    let mut not_recovered = None;
     if !was_interrupted {
         if !config.recovery.is_zero() {
             eprintln!("  recovering for {} s", config.recovery.as_secs_f64());
@@ -442,6 +448,7 @@ async fn drive(
                     skipped: Some(format!("the cluster did not recover after the faults: {e}")),
                     ..convergence::Convergence::default()
                 });
+                not_recovered = Some(e);
             }
         }
     } else {
@@ -465,9 +472,11 @@ async fn drive(
         faults,
         interrupted: was_interrupted,
         clients_ran: clients_done,
+        stop_sent,
         total: start.elapsed(),
         history: history_path,
         recorded: record,
+        not_recovered,
     })
 }
 
@@ -684,8 +693,15 @@ async fn progress(
         let rate = (ok.saturating_sub(last_ok)) as f64 / since_last.max(1e-3);
         last_ok = ok;
         last_at = Instant::now();
+        let leader = match cluster.observed.leader() {
+            Some(l) => match l.term {
+                Some(t) => format!("  leader {} (term {t})", l.node),
+                None => format!("  leader {}", l.node),
+            },
+            None => String::new(),
+        };
         let line = format!(
-            "[{:>4.0}s/{:.0}s] ok {ok}  fail {fail}  info {info}  {rate:.0} ok/s  nodes up {}/{}",
+            "[{:>4.0}s/{:.0}s] ok {ok}  fail {fail}  info {info}  {rate:.0} ok/s  nodes up {}/{}{leader}",
             recorder.now().as_secs_f64(),
             limit.as_secs_f64(),
             cluster.pids().len(),

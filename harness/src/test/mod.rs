@@ -10,10 +10,14 @@ mod cluster;
 pub mod config;
 mod controller;
 mod convergence;
+mod efficacy;
+mod election;
+mod health;
 mod recorder;
 mod results;
 mod status_sampler;
 mod target;
+mod view;
 
 use config::TestFile;
 
@@ -62,7 +66,7 @@ pub struct TestArgs {
     /// Workload: register (read/write/cas over many keys) or set [default: register].
     #[arg(long)]
     pub workload: Option<String>,
-    /// Concurrent client workers [default: 10].
+    /// Concurrent client workers, spread over the nodes [default: 20].
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Operations per second across all clients, 0 for no limit [default: 200].
@@ -71,18 +75,26 @@ pub struct TestArgs {
     /// How long clients run, in seconds [default: 60].
     #[arg(long, value_name = "SECONDS")]
     pub time_limit: Option<f64>,
-    /// Client timeout per operation, in seconds; a timeout is recorded as info [default: 2].
+    /// Client timeout per operation, in seconds; a timeout is recorded as info [default: 0.25
+    /// for raft, 1 for etcd and custom targets, 2 for consul].
     #[arg(long, value_name = "SECONDS")]
     pub op_timeout: Option<f64>,
     /// Faults, comma-separated: kill, pause, partition, clock, latency, loss, or none
     /// [default: partition,pause,kill,clock; clock only if libfaketime is installed].
     #[arg(long, value_delimiter = ',')]
     pub nemesis: Option<Vec<String>>,
-    /// Length of each fault and of each quiet period, in seconds [default: 10].
+    /// How faults are scheduled: adaptive (short scenarios aimed at the leader and at
+    /// elections, reacting to the leader it observes) or uniform (one fault at a time,
+    /// --nemesis-interval long, aimed by --nemesis-targets) [default: adaptive; uniform when
+    /// --nemesis-interval or --nemesis-targets is given].
+    #[arg(long, value_name = "SCHEDULE")]
+    pub schedule: Option<String>,
+    /// Uniform schedule: length of each fault and of each quiet period, in seconds [default:
+    /// 10].
     #[arg(long, value_name = "SECONDS")]
     pub nemesis_interval: Option<f64>,
-    /// What faults aim at, comma-separated: one, minority, majority, all, leader [default: all
-    /// five].
+    /// Uniform schedule: what faults aim at, comma-separated: one, minority, majority, all,
+    /// leader [default: all five].
     #[arg(long, value_delimiter = ',')]
     pub nemesis_targets: Option<Vec<String>>,
     /// Partition shapes to choose from, comma-separated: isolate-one, isolate-leader, halves,
@@ -127,6 +139,10 @@ pub struct TestArgs {
     /// Give the checker this many seconds before the verdict is unknown [default: 300].
     #[arg(long, value_name = "SECONDS")]
     pub check_time_limit: Option<f64>,
+    /// Availability check: fail the run if, after a fault is healed (and no other is in
+    /// force), the cluster completes no write within this many seconds [default: off].
+    #[arg(long, value_name = "SECONDS")]
+    pub max_recovery: Option<f64>,
     /// Switch on a deliberate bug in the bundled Raft (repeatable; `faultline node --bug help`
     /// lists them) [default: none].
     #[arg(long = "raft-bug", value_name = "NAME")]
@@ -159,6 +175,7 @@ impl TestArgs {
             time_limit: self.time_limit,
             op_timeout: self.op_timeout,
             nemesis: self.nemesis.clone(),
+            schedule: self.schedule.clone(),
             nemesis_interval: self.nemesis_interval,
             nemesis_targets: self.nemesis_targets.clone(),
             partitions: self.partitions.clone(),
@@ -173,6 +190,7 @@ impl TestArgs {
             results_dir: self.results_dir.clone(),
             base_port: self.base_port,
             check_time_limit: self.check_time_limit,
+            max_recovery: self.max_recovery,
             raft,
             etcd: (self.etcd_bin.is_some() || self.etcd_serializable_reads).then(|| {
                 config::EtcdSection {

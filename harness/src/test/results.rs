@@ -10,13 +10,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use faultline_checker::format::{self, edn, jsonl, Independent};
 use faultline_checker::set_full::{check_sets, SetReport};
 use faultline_checker::text::for_terminal;
-use faultline_checker::{check_history, CheckOptions, History, Outcome, Report, Verdict};
+use faultline_checker::{
+    check_history, CheckOptions, Event, EventType, History, Outcome, Process, Report, Verdict,
+};
 use faultline_nemesis::FaultRecord;
 use faultline_workloads::Checker;
 use serde_json::{json, Value};
 
 use super::cluster::Cluster;
 use super::config::TestConfig;
+use super::efficacy::{self, Efficacy, OpTimes};
+use super::{election, health, status_sampler};
 use crate::exit::{EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
 
 /// What the run produced, for the results.
@@ -32,9 +36,13 @@ pub struct RunSummary {
     pub faults: Vec<FaultRecord>,
     pub interrupted: bool,
     pub clients_ran: Duration,
+    /// When the clients were told to stop (since the start): no operation began after it.
+    pub stop_sent: Duration,
     pub total: Duration,
     pub history: PathBuf,
     pub recorded: bool,
+    /// Why the final reads were skipped for lack of a working cluster, if they were.
+    pub not_recovered: Option<String>,
 }
 
 /// Creates `RESULTS_DIR/NAME/<UTC timestamp>/` (with a suffix if two runs start in the same
@@ -119,18 +127,13 @@ pub async fn finish(
     summary: RunSummary,
 ) -> Result<u8, String> {
     // Check what is on disk: that is the evidence, and proves the file is complete.
-    let history = if summary.recorded {
+    let mut history = if summary.recorded {
         let parsed = format::read_path(
             &summary.history,
             Some(format::Format::Jsonl),
             Independent::No,
         )
         .map_err(|e| format!("the recorded history cannot be read back: {e}"))?;
-        std::fs::write(
-            run_dir.join("history.edn"),
-            edn::write(&parsed.history.events),
-        )
-        .map_err(|e| format!("cannot write history.edn: {e}"))?;
         parsed.history
     } else {
         History::default()
@@ -161,6 +164,55 @@ pub async fn finish(
         write_windows(run_dir, report);
     }
 
+    let ops = history.operations().map_err(|e| e.to_string())?;
+    let stats = statistics(&history, &ops);
+
+    // What the faults did, who led when, and whether the cluster was really there.
+    let (samples, samples_note) = election::read_samples(&run_dir.join("nodes/status.jsonl"));
+    if let Some(note) = samples_note {
+        tracing::warn!("{note}");
+    }
+    let election = election::check(&samples, status_sampler::INTERVAL.as_secs_f64() * 1e3);
+    let op_times = op_times(&history, &ops);
+    let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    let clients_end_ns = summary.stop_sent.as_nanos().min(u128::from(u64::MAX)) as u64;
+    let (efficacy, efficacy_summary) =
+        efficacy::assess(&summary.faults, &samples, &op_times, &names, clients_end_ns);
+    if summary.recorded && !efficacy.is_empty() {
+        append_efficacy(&summary.history, &mut history, &efficacy)?;
+    }
+    let crashes: Vec<health::Crash> = cluster
+        .crashes()
+        .into_iter()
+        .map(|(node, status)| health::Crash {
+            log_tail: cluster.log_tail(&node, 5),
+            node,
+            status,
+        })
+        .collect();
+    let ok_writes = op_times.iter().filter(|o| o.ok && !o.is_read).count();
+    let mismatches = op_times.iter().filter(|o| o.mismatch).count();
+    let health = health::check(
+        crashes,
+        // Without a history (--no-record) there is nothing to count.
+        summary.recorded.then_some(health::Served {
+            answered: stats.ok + mismatches,
+            completed: stats.ok + stats.fail + stats.info,
+            ok_writes,
+        }),
+        summary.not_recovered.as_deref(),
+    );
+    // Without a history (--no-record) there are no writes to judge recovery by.
+    let slow = config.max_recovery.filter(|_| summary.recorded).map(|max| {
+        efficacy::slow_recoveries(
+            &summary.faults,
+            &efficacy,
+            &op_times,
+            max.as_secs_f64() * 1e3,
+            clients_end_ns,
+        )
+    });
+
     // Each check's own answer (one JUnit test case each), before they are combined.
     let mut checks = vec![json!({
         "name": check_name(&checked.json),
@@ -176,14 +228,84 @@ pub async fn finish(
         };
         checks.push(json!({"name": "convergence", "verdict": verdict, "explanation": explanation}));
     }
-    // A divergence is a violation whatever the history says.
-    let mut checked = checked;
-    if let Some(sentence) = summary.convergence.as_ref().and_then(|c| c.sentence()) {
-        checked.verdict = Verdict::Invalid;
-        checked.sentences.insert(0, sentence);
+    checks.push(json!({
+        "name": "election",
+        "verdict": election.verdict,
+        "explanation": election.explanation,
+    }));
+    checks.push(json!({
+        "name": "cluster-health",
+        "verdict": health.verdict,
+        "explanation": health.explanation,
+    }));
+    if let Some(slow) = &slow {
+        checks.push(json!({
+            "name": "availability",
+            "verdict": if slow.is_empty() { "valid" } else { "invalid" },
+            "explanation": slow.iter().map(|(_, s)| s).collect::<Vec<_>>(),
+        }));
     }
-    let ops = history.operations().map_err(|e| e.to_string())?;
-    let stats = statistics(&history, &ops);
+    // A divergence, two leaders in one term, an unhealthy cluster or a slow recovery is a
+    // failure whatever the history says; their sentences come first.
+    let mut checked = checked;
+    let mut first: Vec<String> = Vec::new();
+    if let Some(sentence) = summary.convergence.as_ref().and_then(|c| c.sentence()) {
+        first.push(sentence);
+    }
+    if election.verdict == "invalid" {
+        first.extend(
+            election
+                .explanation
+                .iter()
+                .map(|e| format!("election: {e}")),
+        );
+    }
+    if health.verdict == "invalid" {
+        first.extend(
+            health
+                .explanation
+                .iter()
+                .map(|e| format!("cluster-health: {e}")),
+        );
+    }
+    if let Some(slow) = &slow {
+        first.extend(slow.iter().map(|(_, e)| format!("availability: {e}")));
+    }
+    if !first.is_empty() {
+        checked.verdict = Verdict::Invalid;
+        first.append(&mut checked.sentences);
+        checked.sentences = first;
+    }
+    let faults: Vec<Value> = summary
+        .faults
+        .iter()
+        .zip(efficacy.iter())
+        .map(|(f, e)| {
+            let mut v = json!(f);
+            v["efficacy"] = json!(e);
+            v
+        })
+        .collect();
+    if summary.recorded {
+        std::fs::write(run_dir.join("history.edn"), edn::write(&history.events))
+            .map_err(|e| format!("cannot write history.edn: {e}"))?;
+    }
+    let found = Found {
+        diverged: summary
+            .convergence
+            .as_ref()
+            .and_then(|c| c.sentence())
+            .is_some(),
+        unhealthy: health.verdict == "invalid",
+        slow_from: slow.iter().flatten().map(|(t, _)| *t).min(),
+    };
+    let first_violation_s = first_violation(&history, &checked, &election, found, clients_end_ns)
+        .map(|ns| ns as f64 / 1e9);
+    let efficacy_json = {
+        let mut v = json!(efficacy_summary);
+        v["line"] = json!(efficacy_summary.line());
+        v
+    };
     let results = json!({
         "name": config.name,
         "seed": config.seed,
@@ -196,12 +318,16 @@ pub async fn finish(
         "interrupted": summary.interrupted,
         "verdict": checked.verdict.as_str(),
         "explanation": checked.sentences,
+        "first_violation_s": first_violation_s,
         "checker": checked.json,
         "checks": checks,
         "operations": stats.counts,
         "client": client_stats(&summary),
         "latency_ms": stats.latency,
-        "faults": summary.faults,
+        "faults": faults,
+        "efficacy": efficacy_json,
+        "election": election,
+        "health": health,
         "convergence": summary.convergence,
         "unexpected_exits": cluster.crashes().iter().map(|(n, how)| json!({"node": n, "status": how})).collect::<Vec<_>>(),
         "nodes": cluster.nodes,
@@ -230,8 +356,8 @@ pub async fn finish(
     for s in checked.sentences.iter().take(5) {
         eprintln!("  {}", for_terminal(s));
     }
-    for (node, how) in cluster.crashes() {
-        eprintln!("  note: node {node} exited unexpectedly ({how})");
+    if !summary.faults.is_empty() {
+        eprintln!("  faults: {}", efficacy_summary.line());
     }
     eprintln!("  results: {}", run_dir.display());
     Ok(match checked.verdict {
@@ -424,4 +550,145 @@ fn write_windows(run_dir: &Path, report: &Report) {
             );
         }
     }
+}
+
+/// Each client operation's times, node and outcome, for efficacy.
+fn op_times(history: &History, ops: &[faultline_checker::Operation]) -> Vec<OpTimes> {
+    ops.iter()
+        .map(|op| {
+            let invoke = &history.events[op.invoke];
+            let completion = op.completion.map(|c| &history.events[c]);
+            OpTimes {
+                is_read: invoke.f.starts_with("read"),
+                ok: op.outcome == Outcome::Ok,
+                failed: op.outcome == Outcome::Fail,
+                mismatch: op.outcome == Outcome::Fail
+                    && completion
+                        .and_then(|c| c.error.as_ref())
+                        .and_then(Value::as_str)
+                        == Some("cas-mismatch"),
+                invoke_ns: invoke.time.unwrap_or(0),
+                complete_ns: completion.and_then(|c| c.time),
+                // The node that answered (after redirects), else the one asked.
+                node: completion
+                    .and_then(|c| c.node.clone())
+                    .or_else(|| invoke.node.clone()),
+            }
+        })
+        .collect()
+}
+
+/// Appends one `efficacy` nemesis event per fault to the history (file and memory), stamped
+/// with the history's last time: what each fault did, known only once the run is over.
+fn append_efficacy(
+    path: &Path,
+    history: &mut History,
+    efficacy: &[Efficacy],
+) -> Result<(), String> {
+    use std::io::Write as _;
+    let first = history.events.last().map_or(0, |e| e.index + 1);
+    let time = history.events.iter().filter_map(|e| e.time).max();
+    let mut text = Vec::new();
+    for (index, e) in (first..).zip(efficacy) {
+        let event = Event {
+            index,
+            time,
+            process: Process::Nemesis,
+            kind: EventType::Info,
+            f: "efficacy".to_string(),
+            key: None,
+            value: json!(e),
+            node: None,
+            error: None,
+            line: history.events.len() + 1,
+        };
+        text.extend_from_slice(jsonl::event_line(&event).as_bytes());
+        text.push(b'\n');
+        history.events.push(event);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot append to {}: {e}", path.display()))?;
+    file.write_all(&text)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| format!("cannot append to {}: {e}", path.display()))
+}
+
+/// The failures found after the run, for [`first_violation`].
+struct Found {
+    diverged: bool,
+    unhealthy: bool,
+    /// When the first `--max-recovery` bound ran out.
+    slow_from: Option<u64>,
+}
+
+/// When the first violation became visible, in nanoseconds since the start: the earliest
+/// completion of an operation the checker could not place, the first read that missed a set
+/// element, the first sample of a second leader in one term, the moment a recovery bound ran
+/// out, or (a divergence or an unhealthy cluster is found after the run) the end of the
+/// clients' run.
+fn first_violation(
+    history: &History,
+    checked: &Checked,
+    election: &election::ElectionReport,
+    found: Found,
+    clients_end_ns: u64,
+) -> Option<u64> {
+    let time_of = |index: u64| {
+        history
+            .events
+            .binary_search_by_key(&index, |e| e.index)
+            .ok()
+            .and_then(|i| history.events[i].time)
+    };
+    let mut first: Option<u64> = None;
+    let mut note = |t: Option<u64>| {
+        if let Some(t) = t {
+            first = Some(first.map_or(t, |f| f.min(t)));
+        }
+    };
+    let failures = checked.report.as_ref().map(|r| r.failures.as_slice());
+    for f in failures.unwrap_or_default() {
+        note(
+            f.culprit
+                .completion_index
+                .and_then(time_of)
+                .or_else(|| time_of(f.culprit.index)),
+        );
+    }
+    for s in &election.same_term {
+        // The second leader's first sample is when two leaders of the term had been seen.
+        let mut starts: Vec<(u64, &str)> = s
+            .leaders
+            .iter()
+            .map(|t| (t.from_ns, t.node.as_str()))
+            .collect();
+        starts.sort_unstable();
+        let second = starts
+            .iter()
+            .find(|(_, n)| *n != starts[0].1)
+            .map(|(t, _)| *t);
+        note(second);
+    }
+    // The set checker's lost and stale elements: the read that missed one.
+    for set in checked.json["sets"].as_array().into_iter().flatten() {
+        let report = &set["report"];
+        for fate in ["lost", "stale"] {
+            for e in report[fate].as_array().into_iter().flatten() {
+                note(e["missing_from_read_index"].as_u64().and_then(time_of));
+            }
+        }
+        let other = ["unexpected", "duplicated"]
+            .iter()
+            .any(|k| report[*k].as_array().is_some_and(|a| !a.is_empty()));
+        if other {
+            note(Some(clients_end_ns));
+        }
+    }
+    note(found.slow_from);
+    if found.diverged || found.unhealthy {
+        note(Some(clients_end_ns));
+    }
+    first
 }

@@ -10,6 +10,7 @@ use crate::consul::ConsulClient;
 use crate::etcd::EtcdClient;
 use crate::exec::ExecClient;
 use crate::httpkv::HttpKvClient;
+use crate::role::RoleReport;
 use crate::{Completion, NodeSpec};
 
 /// The client of a target.
@@ -166,6 +167,26 @@ impl Client {
             (Client::Etcd(c), _) => c.node_state(&node.name).await,
             (Client::Consul(c), _) => c.node_state(&node.name).await,
             _ => None,
+        }
+    }
+
+    /// `node`'s role, term and leader as it reports them itself, within `timeout`; `None` when
+    /// it does not answer or the target cannot tell (see [`crate::role`]). `status_path` is
+    /// the http-kv status endpoint.
+    pub async fn role(
+        &self,
+        node: &NodeSpec,
+        status_path: Option<&str>,
+        timeout: Duration,
+    ) -> Option<RoleReport> {
+        match self {
+            Client::HttpKv(c) => {
+                let v = c.get_json(node, status_path?, timeout).await?;
+                crate::role::from_status_json(&v, c.nodes())
+            }
+            Client::Exec(c) => c.status(&node.name, timeout).await,
+            Client::Etcd(c) => c.role(node, timeout).await,
+            Client::Consul(c) => c.role(node, timeout).await,
         }
     }
 

@@ -52,6 +52,7 @@ use serde_json::{json, Value};
 
 use crate::etcd::support;
 use crate::process::Launch;
+use crate::role::RoleReport;
 use crate::{sanitize, Completion, NodeSpec, Outcome};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -358,6 +359,17 @@ pub mod wire {
         })
     }
 
+    /// A server's role and term from `GET /v1/agent/self` (`Stats.raft.state`: `Leader`,
+    /// `Follower`, `Candidate`, ...; `Stats.raft.term`, a string). `None` when the agent
+    /// reports no Raft statistics (a client agent).
+    pub fn parse_role(body: &[u8]) -> Option<(String, Option<u64>)> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let raft = &v["Stats"]["raft"];
+        let state = raft.get("state")?.as_str()?.trim().to_ascii_lowercase();
+        let term = raft.get("term").and_then(crate::role::as_u64);
+        Some((state, term))
+    }
+
     /// The parts of `GET /v1/agent/self` worth recording: node name and version (`Config`),
     /// and the Raft statistics (`Stats.raft`: applied/commit/last log index, term, state) when
     /// the agent reports them.
@@ -601,6 +613,32 @@ impl ConsulClient {
             |views| self.leader_of(views),
         )
         .await
+    }
+
+    /// `node`'s role and term, from its Raft statistics. Consul reads the state and the term
+    /// one after the other (hashicorp/raft's `Stats`), so the report is marked inconsistent: a
+    /// leader stepping down can read as leader of the new term for an instant. A leader names
+    /// itself; a follower's view of the leader is not asked for (one request per sample).
+    pub async fn role(&self, node: &NodeSpec, timeout: Duration) -> Option<RoleReport> {
+        let addr = node.client_addr;
+        let answer = support::send(
+            self.http.get(wire::self_url(addr)),
+            addr,
+            Instant::now() + timeout,
+        )
+        .await
+        .0;
+        let support::Answer::Status(200, Some(body)) = answer else {
+            return None;
+        };
+        let (role, term) = wire::parse_role(&body)?;
+        let leader = (role == "leader").then(|| node.name.clone());
+        Some(RoleReport {
+            role,
+            term,
+            leader,
+            consistent: false,
+        })
     }
 
     /// A stale read of `key` answered by exactly `node` from its own state. `Ok(None)` if the

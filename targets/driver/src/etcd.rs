@@ -50,6 +50,7 @@ use faultline_workloads::{Op, Request};
 use serde_json::{json, Value};
 
 use crate::process::Launch;
+use crate::role::RoleReport;
 use crate::{sanitize, Completion, NodeSpec, Outcome};
 
 /// Raft heartbeat interval given to every member, in milliseconds. etcd's tuning guide
@@ -360,6 +361,64 @@ impl EtcdClient {
             .await
     }
 
+    /// `node`'s role, term and leader. From etcd's `raft.status` (published with `expvar` at
+    /// `/debug/vars` on the client URL): raft builds that status in its own goroutine, so the
+    /// role and the term are one snapshot. Where `/debug/vars` does not answer, the role and
+    /// leader come from the maintenance status, without a term: its `raftTerm` is the term of
+    /// the last entry the member *applied*, so a new leader reports its predecessor's term
+    /// until its first entry is applied, and two leaders of one term would seem to appear.
+    /// `None` if the member does not answer within `timeout`.
+    pub async fn role(&self, node: &NodeSpec, timeout: Duration) -> Option<RoleReport> {
+        let deadline = Instant::now() + timeout;
+        let addr = node.client_addr;
+        let answer = support::send(
+            self.http.get(format!("http://{addr}/debug/vars")),
+            addr,
+            deadline,
+        )
+        .await
+        .0;
+        match answer {
+            support::Answer::Status(200, body) => {
+                let raft = json_of(&body)?.get("raft.status")?.clone();
+                let (report, own_id) = parse_raft_status(&raft, |id| self.name_of_hex(id))?;
+                if let (Some(id), Ok(mut members)) = (own_id, self.members.lock()) {
+                    members.insert(id.to_string(), node.name.clone());
+                }
+                Some(report)
+            }
+            // No expvar handler (a build without it): the maintenance status.
+            support::Answer::Status(404, _) => {
+                let status = self
+                    .status(node, deadline.saturating_duration_since(Instant::now()))
+                    .await?;
+                let leads = status.leader_id == status.member_id;
+                let leader = match self.name_of(&status.leader_id) {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                };
+                Some(RoleReport {
+                    role: if leads { "leader" } else { "follower" }.to_string(),
+                    term: None,
+                    leader,
+                    consistent: false,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// A member's name from its raft id as `raft.status` prints it (hex), once learnt.
+    fn name_of_hex(&self, hex: &str) -> Option<String> {
+        let id = u64::from_str_radix(hex, 16).ok().filter(|&id| id != 0)?;
+        let known = self
+            .members
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&id.to_string()).cloned());
+        Some(known.unwrap_or_else(|| format!("id {}", sanitize(hex, 20))))
+    }
+
     /// `node`'s own view of its state, for the results: its member id, etcd version, the
     /// leader it knows, its store revision, Raft index/applied index/term, backend size, and a
     /// hash of its key-value store. The hash is `hashkv` at the member's own revision (equal
@@ -499,6 +558,29 @@ fn parse_status(raw: Value) -> Option<Status> {
     })
 }
 
+/// Reads etcd's `raft.status` (`{"id": "8e9e05c52164694d", "term": 2, "lead": "8e9e...",
+/// "raftState": "StateLeader", ...}`): the report (leader named by `name_of`) and the member's
+/// own id, as the decimal text the maintenance API uses.
+fn parse_raft_status(
+    raft: &Value,
+    name_of: impl Fn(&str) -> Option<String>,
+) -> Option<(RoleReport, Option<u64>)> {
+    let state = raft.get("raftState")?.as_str()?;
+    let term = raft.get("term").and_then(crate::role::as_u64);
+    let own = raft
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|h| u64::from_str_radix(h, 16).ok());
+    let lead = raft.get("lead").and_then(Value::as_str).unwrap_or("0");
+    let report = RoleReport {
+        role: crate::role::etcd_role(state),
+        term,
+        leader: name_of(lead),
+        consistent: true,
+    };
+    Some((report, own))
+}
+
 /// The leader among `statuses`: a member that names itself leader, highest term first.
 fn leader_of(statuses: &[(String, Option<Status>)]) -> Option<String> {
     statuses
@@ -635,6 +717,9 @@ pub(crate) mod support {
     pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
         reqwest::Client::builder()
             .no_proxy()
+            // An answer is the node's own: a redirect would put another node's answer (or a
+            // GET in place of a write) in its place.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .connect_timeout(connect_timeout)
@@ -857,6 +942,27 @@ mod tests {
             data_dir: PathBuf::from(format!("/tmp/d{i}")),
             log_path: PathBuf::from(format!("/tmp/n{i}.log")),
         }
+    }
+
+    #[test]
+    fn raft_status_is_one_consistent_report() {
+        // As etcd 3.4.23 publishes it at /debug/vars (a single member that leads).
+        let raft = json!({"id": "2e1259d415f2a040", "term": 2, "vote": "2e1259d415f2a040",
+            "commit": 4, "lead": "2e1259d415f2a040", "raftState": "StateLeader", "applied": 4,
+            "progress": {}, "leadtransferee": "0"});
+        let (r, own) = parse_raft_status(&raft, |h| Some(format!("hex {h}"))).unwrap();
+        assert_eq!(r.role, "leader");
+        assert_eq!(r.term, Some(2));
+        assert_eq!(r.leader.as_deref(), Some("hex 2e1259d415f2a040"));
+        assert!(r.consistent);
+        assert_eq!(own, Some(0x2e12_59d4_15f2_a040));
+        let follower = json!({"id": "1", "term": "9", "lead": "0", "raftState": "StateFollower"});
+        let (r, _) = parse_raft_status(&follower, |_| None).unwrap();
+        assert_eq!(
+            (r.role.as_str(), r.term, r.leader),
+            ("follower", Some(9), None)
+        );
+        assert!(parse_raft_status(&json!({"term": 1}), |_| None).is_none());
     }
 
     #[test]

@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use faultline_workloads::Op;
 use serde_json::{json, Value};
@@ -19,6 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::oneshot;
 
+use crate::role::RoleReport;
 use crate::{Completion, NodeSpec, Outcome};
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
@@ -34,7 +35,19 @@ pub struct ExecClient {
     next_id: Arc<AtomicU64>,
     nodes: Vec<NodeSpec>,
     child: Arc<Mutex<Option<Child>>>,
+    /// Whether the driver answers `status` requests: [`STATUS_UNKNOWN`] until it first
+    /// answers one, then [`STATUS_YES`] or [`STATUS_NO`].
+    status_support: Arc<AtomicU8>,
+    /// `status` requests the driver let time out before answering any.
+    status_silences: Arc<AtomicU64>,
 }
+
+const STATUS_UNKNOWN: u8 = 0;
+const STATUS_YES: u8 = 1;
+const STATUS_NO: u8 = 2;
+/// `status` requests that may time out, unanswered, before faultline stops asking a driver
+/// that has never answered one (an older driver may ignore requests it does not know).
+const STATUS_PATIENCE: u64 = 20;
 
 impl ExecClient {
     /// Starts the driver `command`; its stderr goes to `log`.
@@ -150,6 +163,8 @@ impl ExecClient {
             next_id: Arc::new(AtomicU64::new(1)),
             nodes,
             child: Arc::new(Mutex::new(Some(child))),
+            status_support: Arc::new(AtomicU8::new(STATUS_UNKNOWN)),
+            status_silences: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -174,6 +189,12 @@ impl ExecClient {
         if let Ok(mut p) = self.pending.lock() {
             p.insert(id, tx);
         }
+        // Forgets the request however this future ends, also when the caller drops it (its
+        // own timeout): an answer that never comes must not stay in `pending` for good.
+        let _forget = Forget {
+            pending: &self.pending,
+            id,
+        };
         let request = json!({
             "id": id, "f": f, "key": key, "value": value,
             "node": node, "addr": spec.client_addr.to_string(),
@@ -192,14 +213,12 @@ impl ExecClient {
         match tokio::time::timeout_at(deadline.into(), write).await {
             Ok(true) => {}
             Ok(false) => {
-                self.forget(id);
                 return done(Outcome::Fail(
                     "the client driver is not running".to_string(),
                 ));
             }
             Err(_) => {
                 // Part of the request may have reached the driver.
-                self.forget(id);
                 return done(Outcome::Info(
                     "timed out writing the request to the client driver".to_string(),
                 ));
@@ -208,10 +227,7 @@ impl ExecClient {
         let answer = match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(Ok(a)) => a,
             Ok(Err(_)) => return done(Outcome::Info("the client driver died".to_string())),
-            Err(_) => {
-                self.forget(id);
-                return done(Outcome::Info("timeout".to_string()));
-            }
+            Err(_) => return done(Outcome::Info("timeout".to_string())),
         };
         let error = answer
             .get("error")
@@ -221,6 +237,12 @@ impl ExecClient {
                     .unwrap_or_else(|| e.to_string())
             })
             .unwrap_or_default();
+        // A driver that followed a redirect may say which node answered.
+        let answered_by = answer
+            .get("node")
+            .and_then(Value::as_str)
+            .and_then(|n| self.nodes.iter().find(|s| s.name == n))
+            .map(|s| s.name.clone());
         let outcome = match answer.get("type").and_then(Value::as_str) {
             Some("ok") => Outcome::Ok(answer.get("value").cloned().unwrap_or(Value::Null)),
             Some("fail") => Outcome::Fail(if error.is_empty() {
@@ -237,12 +259,43 @@ impl ExecClient {
                 "the client driver answered with type {other:?}, not ok, fail or info"
             )),
         };
-        done(outcome)
+        Completion {
+            outcome,
+            node: answered_by.unwrap_or_else(|| node.to_string()),
+        }
     }
 
-    fn forget(&self, id: u64) {
-        if let Ok(mut p) = self.pending.lock() {
-            p.remove(&id);
+    /// `node`'s role, term and leader through the driver's optional `status` request (see
+    /// `docs/exec-protocol.md`). A driver that answers `unsupported` is not asked again, nor
+    /// one that has let [`STATUS_PATIENCE`] requests go unanswered without ever answering one.
+    pub async fn status(&self, node: &str, timeout: Duration) -> Option<RoleReport> {
+        if self.status_support.load(Ordering::Relaxed) == STATUS_NO {
+            return None;
+        }
+        let done = self
+            .simple(node, "", "status", Value::Null, Instant::now() + timeout)
+            .await;
+        match done.outcome {
+            Outcome::Ok(v) => {
+                self.status_support.store(STATUS_YES, Ordering::Relaxed);
+                crate::role::from_status_json(&v, &self.nodes)
+            }
+            // The protocol's way of saying "this driver cannot": never asked again.
+            Outcome::Fail(e) if e == "unsupported" => {
+                self.status_support.store(STATUS_NO, Ordering::Relaxed);
+                None
+            }
+            // An answer, even a failure (the node is down), shows the driver knows `status`.
+            Outcome::Fail(_) => None,
+            Outcome::Info(e) => {
+                if e == "timeout"
+                    && self.status_support.load(Ordering::Relaxed) == STATUS_UNKNOWN
+                    && self.status_silences.fetch_add(1, Ordering::Relaxed) + 1 >= STATUS_PATIENCE
+                {
+                    self.status_support.store(STATUS_NO, Ordering::Relaxed);
+                }
+                None
+            }
         }
     }
 
@@ -291,4 +344,18 @@ impl ExecClient {
 
 fn faultline_line(line: &str) -> String {
     crate::sanitize(line, 200)
+}
+
+/// Removes a request from the pending table when dropped (see [`ExecClient::simple`]).
+struct Forget<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(&self.id);
+        }
+    }
 }

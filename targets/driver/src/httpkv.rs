@@ -40,13 +40,21 @@ impl HttpKvClient {
     pub fn new(nodes: Vec<NodeSpec>) -> Result<HttpKvClient, String> {
         // Never through an HTTP proxy from the environment: a proxy's own errors (502 for a
         // node that died mid-request) would read as the node's definite answers.
+        // Nor through HTTP redirects: http-kv redirects with 503 and `leader_addr`, and a status
+        // request that followed a redirect would report another node's role as this one's.
         let http = reqwest::Client::builder()
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         Ok(HttpKvClient { http, nodes })
+    }
+
+    /// The nodes this client knows.
+    pub fn nodes(&self) -> &[NodeSpec] {
+        &self.nodes
     }
 
     /// Performs `request` on `node` (following redirects to the leader), giving up at

@@ -13,6 +13,8 @@
 //! * [`etcd`], [`consul`]: their real HTTP APIs, and how to launch their servers.
 //! * [`raft`]: the bundled Raft key-value store (`faultline node`).
 //! * [`custom`]: a system described in a TOML file (`docs/custom-targets.md`).
+//! * [`role`]: each node's role, term and leader as it reports them, in one form for every
+//!   target.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +30,7 @@ pub mod exec;
 pub mod httpkv;
 pub mod process;
 pub mod raft;
+pub mod role;
 
 /// One node of a cluster under test.
 #[derive(Clone, Debug, Serialize)]

@@ -247,6 +247,24 @@ fn the_documented_agent_self_response_gives_name_and_version() {
 }
 
 #[test]
+fn agent_self_gives_a_servers_role_and_term() {
+    let with_raft = br#"{"Config":{"NodeName":"n1"},
+        "Stats":{"raft":{"state":"Leader","term":"3","num_peers":"2"}}}"#;
+    assert_eq!(
+        wire::parse_role(with_raft),
+        Some(("leader".to_string(), Some(3)))
+    );
+    let candidate = br#"{"Stats":{"raft":{"state":"Candidate","term":"12"}}}"#;
+    assert_eq!(
+        wire::parse_role(candidate),
+        Some(("candidate".to_string(), Some(12)))
+    );
+    // The documented response of a client agent has no Raft statistics: no role.
+    assert_eq!(wire::parse_role(&fixture("agent-self.json")), None);
+    assert_eq!(wire::parse_role(b"<html>"), None);
+}
+
+#[test]
 fn versions_and_binaries() {
     let doc = String::from_utf8(fixture("version.txt")).expect("utf-8");
     assert_eq!(consul::parse_version(&doc).as_deref(), Some("1.7.0"));

@@ -42,7 +42,7 @@ pub const ALL_BUGS: &[BugInfo] = &[
     },
     BugInfo {
         name: "forget-vote",
-        summary: "The term and vote are not recovered after a restart, so a restarted node can vote twice in one term and two leaders can be elected in it.",
+        summary: "The term and vote are not recovered after a restart: a restarted node starts again in term 0 with no vote, so it can vote twice in one term, and nodes restarted together hold elections in terms that already had a leader: two leaders in one term.",
     },
     BugInfo {
         name: "ack-before-commit",

@@ -124,7 +124,11 @@ impl RawNode {
     ) -> Result<RawNode, String> {
         cfg.validate()?;
         let log = RaftLog::recovered(snapshot, entries);
-        let (term, vote) = if hs.term >= log.last_term() {
+        // A hard state older than the log (never the case when both are persisted together) is
+        // repaired from the log. The `forget-vote` bug has no hard state at all, and takes that
+        // at its word: it restarts in term 0 with no vote, as an implementation that never
+        // wrote them down would.
+        let (term, vote) = if hs.term >= log.last_term() || cfg.bugs.forget_vote {
             (hs.term, hs.vote)
         } else {
             (log.last_term(), None)

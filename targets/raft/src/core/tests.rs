@@ -598,6 +598,43 @@ fn test_recovered_node_keeps_its_term_vote_and_log() {
     assert_eq!(r.commit_index(), 0, "commit is re-learned from the leader");
 }
 
+/// Every node of a 3-node cluster restarts after n1 led term 1; the bug's nodes come back
+/// without their hard state (as `Replica::recover` gives it to them). Then n2 campaigns.
+/// Returns the term n2 leads.
+fn restart_all_then_elect_n2(bugs: Bugs) -> u64 {
+    let mut c = Cluster::with(3, |cfg| cfg.bugs = bugs);
+    c.elect(1);
+    c.propose(1, "x");
+    for id in 1..=3 {
+        let n = c.node(id);
+        let hs = if bugs.forget_vote {
+            HardState::default()
+        } else {
+            n.hard_state()
+        };
+        let entries = n.entries().cloned().collect();
+        let mut cfg = config(id, 3, false);
+        cfg.bugs = bugs;
+        c.nodes[id as usize - 1] = RawNode::recover(cfg, hs, None, entries).unwrap();
+    }
+    c.elect(2);
+    c.node(2).term()
+}
+
+#[test]
+fn test_5_2_a_restarted_cluster_never_reuses_a_term() {
+    assert_eq!(restart_all_then_elect_n2(Bugs::default()), 2);
+}
+
+#[test]
+fn test_5_2_forget_vote_bug_elects_a_second_leader_of_term_1() {
+    assert_eq!(
+        restart_all_then_elect_n2(Bugs::only("forget-vote").unwrap()),
+        1,
+        "n2 leads term 1, which n1 led before the restart"
+    );
+}
+
 #[test]
 fn test_bad_configurations_are_rejected() {
     assert!(RawNode::new(Config::new(0, vec![0, 1])).is_err());

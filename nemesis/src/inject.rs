@@ -1,0 +1,443 @@
+//! Starting and healing single faults. Both schedules ([`crate::uniform`], [`crate::adaptive`])
+//! decide *what* to do; the [`Injector`] does it, records each fault's start and end in the
+//! history (through the `record` callback) and keeps a [`FaultRecord`] of it for the results.
+//!
+//! Several faults may be in force at once (a scenario isolates the leader *and* kills a
+//! follower). Process and clock faults on different nodes never interfere; partitions do,
+//! because the network holds one grudge at a time: the injector keeps every partition in
+//! force and applies their union, so healing one partition leaves the others as they were.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::{process, Aim, ClockMode, Cluster, FaultKind, Grudge, Leader, NemesisConfig};
+
+/// A fault as it was applied, for the run's results.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaultRecord {
+    pub id: u64,
+    pub fault: FaultKind,
+    /// What a uniform schedule's process or clock fault aimed at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aim: Option<Aim>,
+    /// The partition shape, or the clock mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The nodes affected (for a partition: those that cannot hear someone).
+    pub nodes: Vec<String>,
+    /// A partition's grudge: for each node, the nodes it cannot hear from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grudge: Option<Grudge>,
+    /// The adaptive schedule's scenario this fault belongs to, and the scenario's number
+    /// (faults of one scenario share it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario_id: Option<u64>,
+    /// Whom the fault was meant for, in words (`the leader`, `the new leader`, `a lagging
+    /// follower`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The leader as observed when the fault started, and when it was healed.
+    pub leader_at_start: Option<Leader>,
+    pub leader_at_end: Option<Leader>,
+    /// Milliseconds since the test started: when it took effect, when its healing began, and
+    /// when it was healed (a restarted node takes a while to come back).
+    pub start_ms: f64,
+    pub heal_ms: Option<f64>,
+    pub end_ms: Option<f64>,
+    /// Problems applying or healing it (a node that could not be restarted, ...).
+    pub errors: Vec<String>,
+}
+
+/// A fault to start.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// SIGKILL these nodes; restart them when healed.
+    Kill(Vec<String>),
+    /// SIGSTOP these nodes; SIGCONT when healed.
+    Pause(Vec<String>),
+    /// Apply this grudge (shape name for the record) on top of the partitions in force.
+    Partition { shape: String, grudge: Grudge },
+    /// Set these nodes' clocks (`offsets_ms` per node); reset when healed. Strobe and drift
+    /// keep changing them while the fault is held.
+    Clock {
+        mode: ClockMode,
+        nodes: Vec<String>,
+        offsets_ms: Vec<f64>,
+    },
+    /// Delay every message between nodes (with jitter).
+    Latency { latency: Duration, jitter: Duration },
+    /// Drop this fraction of the messages between nodes.
+    Loss(f64),
+}
+
+impl Fault {
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Fault::Kill(_) => FaultKind::Kill,
+            Fault::Pause(_) => FaultKind::Pause,
+            Fault::Partition { .. } => FaultKind::Partition,
+            Fault::Clock { .. } => FaultKind::Clock,
+            Fault::Latency { .. } => FaultKind::Latency,
+            Fault::Loss(_) => FaultKind::Loss,
+        }
+    }
+}
+
+/// Where a fault comes from, for its record.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub aim: Option<Aim>,
+    pub scenario: Option<(u64, &'static str)>,
+    pub target: Option<String>,
+}
+
+/// A fault in force: its id and what healing it takes.
+#[derive(Debug)]
+pub struct Active {
+    pub id: u64,
+    record: usize,
+    fault: Fault,
+}
+
+impl Active {
+    pub fn fault_kind(&self) -> FaultKind {
+        self.fault.kind()
+    }
+}
+
+/// Applies faults to a cluster and records them.
+pub struct Injector<'a, C: Cluster> {
+    cluster: &'a C,
+    test_start: Instant,
+    record: &'a (dyn Fn(&str, Value) + Send + Sync),
+    /// Partitions in force, by fault id; the network holds their union.
+    grudges: BTreeMap<u64, Grudge>,
+    applied: Vec<FaultRecord>,
+}
+
+impl<'a, C: Cluster> Injector<'a, C> {
+    pub fn new(
+        cluster: &'a C,
+        test_start: Instant,
+        record: &'a (dyn Fn(&str, Value) + Send + Sync),
+    ) -> Injector<'a, C> {
+        Injector {
+            cluster,
+            test_start,
+            record,
+            grudges: BTreeMap::new(),
+            applied: Vec::new(),
+        }
+    }
+
+    pub fn cluster(&self) -> &'a C {
+        self.cluster
+    }
+
+    /// Every fault started so far, in order.
+    pub fn into_records(self) -> Vec<FaultRecord> {
+        self.applied
+    }
+
+    fn since_start(&self) -> f64 {
+        self.test_start.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// Starts `fault` and records it.
+    pub async fn start(&mut self, fault: Fault, origin: Origin) -> Active {
+        let id = self.applied.len() as u64 + 1;
+        let kind = fault.kind();
+        let leader = self.cluster.observed_leader();
+        let mut fr = FaultRecord {
+            id,
+            fault: kind,
+            aim: origin.aim,
+            kind: None,
+            nodes: Vec::new(),
+            grudge: None,
+            scenario: origin.scenario.map(|(_, name)| name.to_string()),
+            scenario_id: origin.scenario.map(|(n, _)| n),
+            target: origin.target.clone(),
+            leader_at_start: leader.clone(),
+            leader_at_end: None,
+            start_ms: 0.0,
+            heal_ms: None,
+            end_ms: None,
+            errors: Vec::new(),
+        };
+        let mut detail = json!({"id": id, "fault": kind.name()});
+        match &fault {
+            Fault::Kill(nodes) | Fault::Pause(nodes) => {
+                for node in nodes {
+                    let Some(pgid) = self.cluster.process_group(node) else {
+                        fr.errors.push(format!("{node} was not running"));
+                        continue;
+                    };
+                    let result = if kind == FaultKind::Kill {
+                        self.cluster.killed(node);
+                        process::kill(pgid)
+                    } else {
+                        process::pause(pgid)
+                    };
+                    if let Err(e) = result {
+                        fr.errors.push(format!("{node}: {e}"));
+                    }
+                }
+                detail["nodes"] = json!(nodes);
+                fr.nodes = nodes.clone();
+            }
+            Fault::Partition { shape, grudge } => {
+                self.grudges.insert(id, grudge.clone());
+                if let Err(e) = self.cluster.partition(&self.union()) {
+                    fr.errors.push(e);
+                }
+                detail["kind"] = json!(shape);
+                detail["grudge"] = json!(grudge);
+                fr.kind = Some(shape.clone());
+                fr.grudge = Some(grudge.clone());
+                fr.nodes = grudge
+                    .iter()
+                    .filter(|(_, cut)| !cut.is_empty())
+                    .map(|(n, _)| n.clone())
+                    .collect();
+            }
+            Fault::Clock {
+                mode,
+                nodes,
+                offsets_ms,
+            } => {
+                // All nodes at once: verifying one takes up to libfaketime's cache period, and
+                // the fault should hit its nodes together, not one after another.
+                let results = join_all(nodes.iter().zip(offsets_ms).map(|(node, skew)| {
+                    // A drift starts from zero; bump and strobe start at the full skew.
+                    let first = if *mode == ClockMode::Drift {
+                        0.0
+                    } else {
+                        *skew
+                    };
+                    self.cluster.set_clock(node, first, true)
+                }))
+                .await;
+                let mut offsets = serde_json::Map::new();
+                let mut measured = serde_json::Map::new();
+                for ((node, skew), result) in nodes.iter().zip(offsets_ms).zip(results) {
+                    match result {
+                        Ok(r) => {
+                            measured.insert(node.clone(), json!(r.measured_ms));
+                        }
+                        Err(e) => fr.errors.push(format!("{node}: {e}")),
+                    }
+                    offsets.insert(node.clone(), json!(skew));
+                }
+                detail["mode"] = json!(mode.name());
+                detail["nodes"] = json!(nodes);
+                detail["offsets_ms"] = json!(offsets);
+                detail["measured_ms"] = json!(measured);
+                fr.kind = Some(mode.name().to_string());
+                fr.nodes = nodes.clone();
+            }
+            Fault::Latency { .. } | Fault::Loss(_) => {
+                let (latency, jitter, loss) = match &fault {
+                    Fault::Latency { latency, jitter } => (*latency, *jitter, 0.0),
+                    Fault::Loss(loss) => (Duration::ZERO, Duration::ZERO, *loss),
+                    _ => (Duration::ZERO, Duration::ZERO, 0.0),
+                };
+                if let Err(e) = self.cluster.degrade(latency, jitter, loss) {
+                    fr.errors.push(e);
+                }
+                detail["latency_ms"] = json!(latency.as_secs_f64() * 1e3);
+                detail["jitter_ms"] = json!(jitter.as_secs_f64() * 1e3);
+                detail["loss"] = json!(loss);
+                fr.nodes = self.cluster.nodes();
+            }
+        }
+        if let Some(aim) = origin.aim {
+            detail["aim"] = json!(aim.name());
+        }
+        if let Some((n, name)) = origin.scenario {
+            detail["scenario"] = json!(name);
+            detail["scenario_id"] = json!(n);
+        }
+        if let Some(t) = &origin.target {
+            detail["target"] = json!(t);
+        }
+        if let Some(l) = &leader {
+            detail["leader"] = json!(l);
+        }
+        detail["errors"] = json!(fr.errors);
+        fr.start_ms = self.since_start();
+        (self.record)("start", detail);
+        tracing::info!(id, fault = %kind, nodes = ?fr.nodes, scenario = ?fr.scenario, "fault started");
+        self.applied.push(fr);
+        Active {
+            id,
+            record: self.applied.len() - 1,
+            fault,
+        }
+    }
+
+    /// The union of every partition in force.
+    fn union(&self) -> Grudge {
+        let mut all = Grudge::new();
+        for g in self.grudges.values() {
+            for (node, cut) in g {
+                let entry = all.entry(node.clone()).or_default();
+                for c in cut {
+                    if !entry.contains(c) {
+                        entry.push(c.clone());
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    /// Keeps `active` in force for `d` (strobing or drifting a clock meanwhile); returns
+    /// whether the schedule was told to stop.
+    pub async fn hold(
+        &self,
+        active: &Active,
+        d: Duration,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let Fault::Clock {
+            mode,
+            nodes,
+            offsets_ms,
+        } = &active.fault
+        else {
+            return wait(d, stop).await;
+        };
+        // Tokio's clock, like `wait`'s, so the hold ends after `d` also under paused time.
+        let started = tokio::time::Instant::now();
+        let step = match mode {
+            ClockMode::Bump => return wait(d, stop).await,
+            ClockMode::Strobe => Duration::from_millis(250),
+            ClockMode::Drift => Duration::from_millis(100),
+        };
+        let mut flip = false;
+        loop {
+            if wait(step.min(d.saturating_sub(started.elapsed())), stop).await {
+                return true;
+            }
+            if started.elapsed() >= d {
+                return false;
+            }
+            flip = !flip;
+            let progress = started.elapsed().as_secs_f64() / d.as_secs_f64().max(1e-9);
+            for (node, skew) in nodes.iter().zip(offsets_ms) {
+                let offset = match mode {
+                    ClockMode::Strobe if flip => 0.0,
+                    ClockMode::Drift => skew * progress,
+                    _ => *skew,
+                };
+                // Best effort while strobing: a failure is reported when the fault heals.
+                let _ = self.cluster.set_clock(node, offset, false).await;
+            }
+        }
+    }
+
+    /// Ends `active` and records its end.
+    pub async fn heal(&mut self, active: Active) {
+        let heal_ms = self.since_start();
+        let mut errors = Vec::new();
+        let mut end = json!({"id": active.id, "fault": active.fault.kind().name()});
+        match &active.fault {
+            // Which fault it was decides the cure, not whether the process still shows as
+            // running: a node killed an instant before the heal may not be reaped yet, and
+            // resuming it instead of restarting it would leave it dead for the rest of the test.
+            Fault::Kill(nodes) | Fault::Pause(nodes) => {
+                let killed = matches!(active.fault, Fault::Kill(_));
+                for node in nodes {
+                    let result = match (killed, self.cluster.process_group(node)) {
+                        (false, Some(pgid)) => process::resume(pgid),
+                        // A paused node that is gone (it crashed meanwhile) is restarted too.
+                        _ => self.cluster.restart(node).await,
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(node, error = %e, "could not heal a fault");
+                        errors.push(format!("{node}: {e}"));
+                    }
+                }
+            }
+            Fault::Partition { .. } => {
+                self.grudges.remove(&active.id);
+                if let Err(e) = self.cluster.partition(&self.union()) {
+                    errors.push(e);
+                }
+            }
+            Fault::Clock { nodes, .. } => {
+                let mut measured = serde_json::Map::new();
+                let results = join_all(
+                    nodes
+                        .iter()
+                        .map(|node| self.cluster.set_clock(node, 0.0, true)),
+                )
+                .await;
+                for (node, result) in nodes.iter().zip(results) {
+                    match result {
+                        Ok(r) => {
+                            measured.insert(node.clone(), json!(r.measured_ms));
+                        }
+                        Err(e) => errors.push(format!("{node}: {e}")),
+                    }
+                }
+                end["measured_ms"] = Value::Object(measured);
+            }
+            Fault::Latency { .. } | Fault::Loss(_) => {
+                if let Err(e) = self.cluster.degrade(Duration::ZERO, Duration::ZERO, 0.0) {
+                    errors.push(e);
+                }
+            }
+        }
+        let leader = self.cluster.observed_leader();
+        if let Some(l) = &leader {
+            end["leader"] = json!(l);
+        }
+        let end_ms = self.since_start();
+        let fr = &mut self.applied[active.record];
+        fr.errors.extend(errors);
+        fr.heal_ms = Some(heal_ms);
+        fr.end_ms = Some(end_ms);
+        fr.leader_at_end = leader;
+        end["errors"] = json!(fr.errors);
+        (self.record)("stop", end);
+        tracing::info!(id = active.id, fault = %fr.fault, "fault healed");
+    }
+
+    /// Heals every fault in `active`, the most recent first.
+    pub async fn heal_all(&mut self, active: &mut Vec<Active>) {
+        while let Some(a) = active.pop() {
+            self.heal(a).await;
+        }
+    }
+}
+
+/// Sleeps for `d`, or until `stop` turns true; returns whether it was told to stop.
+pub async fn wait(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    };
+    stopped || *stop.borrow()
+}
+
+/// The clock offsets of a clock fault on `nodes`: each between a quarter of the configured
+/// skew and all of it, either way.
+pub fn clock_offsets(
+    schedule: &mut crate::Schedule,
+    config: &NemesisConfig,
+    nodes: &[String],
+) -> Vec<f64> {
+    nodes.iter().map(|_| schedule.skew_ms(config)).collect()
+}
