@@ -16,7 +16,8 @@ use crate::error::HistoryError;
 use crate::explain;
 use crate::history::{History, Operation, Outcome};
 use crate::model::{
-    FifoQueue, KvAppend, Model, ModelOp, ModelSpec, Mutex, RawOp, Register, SetModel,
+    FifoQueue, KvAppend, Model, ModelOp, ModelSpec, MultiRegister, Mutex, NilReads, RawOp,
+    Register, SetModel,
 };
 use crate::search::{self, Halt, Limits, SearchOp, SearchResult, SearchStats, StateId, Stepper};
 use crate::value::ValueTable;
@@ -37,6 +38,9 @@ pub struct CheckOptions {
     /// Stop checking other keys once one is found not linearizable (they are reported as not
     /// checked). The verdict is the same either way; this only saves time.
     pub stop_at_first_failure: bool,
+    /// What an `ok` read of nil means (see [`NilReads`]): faultline's strict meaning unless
+    /// asked otherwise.
+    pub nil_reads: NilReads,
 }
 
 impl Default for CheckOptions {
@@ -47,6 +51,7 @@ impl Default for CheckOptions {
             threads: 0,
             explain: true,
             stop_at_first_failure: true,
+            nil_reads: NilReads::Value,
         }
     }
 }
@@ -65,6 +70,9 @@ pub fn check_history(
             check(&Register::with_cas(initial.clone()), history, options)
         }
         ModelSpec::KvAppend { initial } => check(&KvAppend::new(initial.clone()), history, options),
+        ModelSpec::MultiRegister { initial } => {
+            check(&MultiRegister::new(initial.clone()), history, options)
+        }
         ModelSpec::Mutex => check(&Mutex, history, options),
         ModelSpec::Set => check(&SetModel, history, options),
         ModelSpec::FifoQueue => check(&FifoQueue, history, options),
@@ -123,11 +131,20 @@ pub fn check<M: Model>(
     // reported at once, whatever the other keys cost.
     let decoded: Vec<Result<KeyHistory<M>, HistoryError>> = par_map(&pool, &order, |&p| {
         let (key, members) = &partitions[p];
-        decode_key::<M>(model, history, &operations, key.as_ref(), members)
+        decode_key::<M>(
+            model,
+            history,
+            &operations,
+            key.as_ref(),
+            members,
+            options.nil_reads,
+        )
     });
     let mut pending = Vec::with_capacity(decoded.len());
+    let mut unknown_reads = 0;
     for (rank, kh) in decoded.into_iter().enumerate() {
         let kh = kh?;
+        unknown_reads += kh.unknown_reads;
         let key_text = kh.key.as_ref().map(crate::text::json_for_terminal);
         let precheck = model.unexplained(&kh.view(key_text.as_deref(), &kh.ops), &kh.init);
         if precheck.is_some() && options.stop_at_first_failure {
@@ -202,6 +219,8 @@ pub fn check<M: Model>(
         unknown: Vec::new(),
         per_key: Vec::new(),
         search: SearchTotals::default(),
+        nil_reads: options.nil_reads,
+        unknown_reads,
     };
     let mut failed = Vec::new();
     for result in results {
@@ -379,6 +398,8 @@ pub(crate) struct KeyHistory<M: Model> {
     pub origin: Vec<usize>,
     pub values: ValueTable,
     pub init: M::State,
+    /// Its `ok` reads whose value counts as unknown (nil under [`NilReads::Unknown`]).
+    pub unknown_reads: usize,
 }
 
 impl<M: Model> KeyHistory<M> {
@@ -404,12 +425,14 @@ pub(crate) fn decode_key<M: Model>(
     operations: &[Operation],
     key: Option<&Value>,
     members: &[usize],
+    nil_reads: NilReads,
 ) -> Result<KeyHistory<M>, HistoryError> {
     let mut values = ValueTable::new();
     let init = model.init(&mut values);
     let mut ops = Vec::with_capacity(members.len());
     let mut failed = Vec::new();
     let mut origin = Vec::with_capacity(members.len());
+    let mut unknown_reads = 0;
     for &i in members {
         let op = &operations[i];
         let invoke = &history.events[op.invoke];
@@ -421,6 +444,7 @@ pub(crate) fn decode_key<M: Model>(
             f: &invoke.f,
             input: &invoke.value,
             output,
+            nil_reads,
         };
         let decoded = model.decode(&raw, &mut values).map_err(|msg| {
             let line = op
@@ -435,6 +459,9 @@ pub(crate) fn decode_key<M: Model>(
             ret,
             line: invoke.line,
         };
+        if output.is_some() {
+            unknown_reads += model.unknown_reads(&decoded.op);
+        }
         if op.outcome == Outcome::Fail {
             failed.push(decoded);
         } else {
@@ -449,6 +476,7 @@ pub(crate) fn decode_key<M: Model>(
         origin,
         values,
         init,
+        unknown_reads,
     })
 }
 

@@ -47,7 +47,7 @@ pub(crate) fn explain<M: Model>(
         Some(sentence) => (vec![u.culprit], sentence.clone()),
         None => {
             let window = if options.explain {
-                minimal_window(model, kh, u.culprit, limits)
+                minimal_window(model, kh, u.culprit, &u.linearized, limits)
             } else {
                 vec![u.culprit]
             };
@@ -97,10 +97,20 @@ pub(crate) fn explain<M: Model>(
 
 /// Shrinks the operations before `culprit` to a small window that still fails at `culprit`.
 /// Returns indices into `kh.ops`, sorted, culprit included.
+///
+/// `linearized` is the longest partial linearization the search found (indices into
+/// `kh.ops`). It gives the first candidates, tried before the generic shrinking: the part of it
+/// after the last moment the object was back in its initial state (a free mutex, an empty
+/// queue, a register rewritten to its initial value), alone and then with every operation it
+/// left out. Dropping a prefix in call order, as the generic shrinking does, rarely works for
+/// such models: it leaves an acquire without its release, or an enqueue without its dequeue,
+/// and the trial fails earlier with another culprit. A cut where the state is the initial one
+/// starts the window from a state the model also starts from.
 pub(crate) fn minimal_window<M: Model>(
     model: &M,
     kh: &KeyHistory<M>,
     culprit: usize,
+    linearized: &[usize],
     limits: &Limits<'_>,
 ) -> Vec<usize> {
     let Some(end) = kh.ops[culprit].ret else {
@@ -141,18 +151,65 @@ pub(crate) fn minimal_window<M: Model>(
     let before: Vec<usize> = (0..kh.ops.len())
         .filter(|&i| i != culprit && kh.ops[i].call < end)
         .collect();
-    // First narrow to a suffix: failures are usually local in time.
-    let mut window = before.clone();
-    let mut size = 8;
-    while size < before.len() {
-        let suffix = &before[before.len() - size..];
-        if still_fails(suffix) {
-            window = suffix.to_vec();
-            break;
+    // What the partial linearization did since the object was last back in its initial
+    // state, alone and with the operations it left out; shrunk on its own.
+    let states = replay(model, kh, linearized);
+    let cut = (0..=states.len())
+        .rev()
+        .find(|&j| j == 0 || states[j - 1] == kh.init)
+        .unwrap_or(0);
+    let mut from_cut: Option<Vec<usize>> = None;
+    if cut > 0 {
+        let mut since: Vec<usize> = linearized[cut..states.len()]
+            .iter()
+            .copied()
+            .filter(|&i| i != culprit && kh.ops[i].call < end)
+            .collect();
+        since.sort_unstable();
+        let placed: rustc_hash::FxHashSet<usize> = linearized.iter().copied().collect();
+        let mut with_unplaced = since.clone();
+        with_unplaced.extend(before.iter().copied().filter(|i| !placed.contains(i)));
+        with_unplaced.sort_unstable();
+        for candidate in [since, with_unplaced] {
+            if candidate.len() < before.len() && still_fails(&candidate) {
+                from_cut = Some(delta_debug(candidate, &mut still_fails));
+                break;
+            }
         }
-        size *= 2;
     }
-    // Then delta-debug: remove chunks, halving the chunk size down to single operations.
+    // The generic way, unless the cut already gave one or two operations: narrow to a suffix
+    // (failures are usually local in time), then shrink. The smaller window wins.
+    let mut window = match from_cut {
+        Some(w) if w.len() <= 2 => w,
+        from_cut => {
+            let mut start = before.clone();
+            let mut size = 8;
+            while size < before.len() {
+                let suffix = &before[before.len() - size..];
+                if still_fails(suffix) {
+                    start = suffix.to_vec();
+                    break;
+                }
+                size *= 2;
+            }
+            let generic = delta_debug(start, &mut still_fails);
+            match from_cut {
+                Some(w) if w.len() <= generic.len() => w,
+                _ => generic,
+            }
+        }
+    };
+    window.push(culprit);
+    window.sort_unstable();
+    window
+}
+
+/// Delta debugging: removes chunks of `window` while `still_fails` holds, halving the chunk
+/// size down to single operations. The result is 1-minimal: no single operation of it can go.
+fn delta_debug(
+    mut window: Vec<usize>,
+    still_fails: &mut impl FnMut(&[usize]) -> bool,
+) -> Vec<usize> {
     let mut chunk = (window.len() / 2).max(1);
     loop {
         let mut at = 0;
@@ -166,13 +223,10 @@ pub(crate) fn minimal_window<M: Model>(
             }
         }
         if chunk == 1 {
-            break;
+            return window;
         }
         chunk /= 2;
     }
-    window.push(culprit);
-    window.sort_unstable();
-    window
 }
 
 /// The explanation when the model has no specific one: where the search got stuck.

@@ -34,5 +34,5 @@ mod visited;
 pub use check::{check, check_history, CheckOptions};
 pub use error::HistoryError;
 pub use history::{Event, EventType, History, Operation, Outcome, Process};
-pub use model::{Model, ModelOp, ModelSpec, RawOp};
+pub use model::{Model, ModelOp, ModelSpec, NilReads, RawOp};
 pub use verdict::{Failure, Report, Verdict};

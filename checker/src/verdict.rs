@@ -74,6 +74,10 @@ pub struct Report {
     /// Every key's verdict.
     pub per_key: Vec<KeyVerdict>,
     pub search: SearchTotals,
+    /// What an `ok` read of nil meant in this check.
+    pub nil_reads: crate::model::NilReads,
+    /// How many `ok` reads of nil were treated as reads of unknown value.
+    pub unknown_reads: usize,
 }
 
 /// Why one key's history is not linearizable.

@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 
 use faultline_checker::format::{self, Format, Independent};
-use faultline_checker::{check_history, CheckOptions, History, ModelSpec, Outcome, Verdict};
+use faultline_checker::{
+    check_history, CheckOptions, History, ModelSpec, NilReads, Outcome, Verdict,
+};
 use serde_json::Value;
 
 struct Row {
@@ -67,17 +69,26 @@ fn read(row: &Row, format: Option<Format>) -> History {
         .history
 }
 
+/// Every history is checked under both meanings of a read of nil: Jepsen's (unknown, what
+/// `faultline check` uses for these formats) and the strict one. The corpus's reads of nil all
+/// come before any write completes, so both must give the known verdict.
 #[test]
 fn every_corpus_history_gets_its_known_verdict() {
     let Some(rows) = rows() else { return };
     let mut failures = Vec::new();
-    for row in &rows {
+    for (row, nil_reads) in rows
+        .iter()
+        .flat_map(|r| [(r, NilReads::Unknown), (r, NilReads::Value)])
+    {
         let history = read(row, Some(row.format));
-        let report = check_history(&row.spec, &history, &CheckOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let options = CheckOptions {
+            nil_reads,
+            ..CheckOptions::default()
+        };
+        let report = check_history(&row.spec, &history, &options).unwrap_or_else(|e| panic!("{e}"));
         if report.verdict != row.expected {
             failures.push(format!(
-                "{}: expected {:?}, got {:?}",
+                "{} ({nil_reads:?}): expected {:?}, got {:?}",
                 row.path.display(),
                 row.expected,
                 report.verdict
@@ -98,7 +109,7 @@ fn every_corpus_history_gets_its_known_verdict() {
             assert!(!failure.sentence.is_empty());
             // Its window is a counterexample on its own, failing at the same operation.
             let window = History::from_events("window", failure.window_events.clone());
-            let again = check_history(&row.spec, &window, &CheckOptions::default()).unwrap();
+            let again = check_history(&row.spec, &window, &options).unwrap();
             assert_eq!(again.verdict, Verdict::Invalid, "{}", row.path.display());
             assert_eq!(again.failures[0].culprit.index, failure.culprit.index);
             assert!(
@@ -118,5 +129,46 @@ fn corpus_formats_are_detected() {
         let parsed =
             format::read_path(&row.path, None, Independent::Auto).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(parsed.format, row.format, "{}", row.path.display());
+    }
+}
+
+/// Jepsen's console logs in the layouts other Jepsen versions write: the same operations with
+/// the tabs turned into runs of spaces (as in Porcupine's etcd_100-102), or a space beside each
+/// tab, read as the same history and get the same verdict.
+#[test]
+fn console_logs_read_the_same_whatever_their_blanks() {
+    let Some(rows) = rows() else { return };
+    let logs: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.format == Format::JepsenLog)
+        .collect();
+    assert!(!logs.is_empty(), "the corpus has console logs");
+    for row in logs {
+        let text = std::fs::read_to_string(&row.path).unwrap_or_else(|e| panic!("{e}"));
+        let original = format::parse_str("log", &text, Format::JepsenLog)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .history;
+        for (layout, relaid) in [
+            ("spaces", text.replace('\t', "   ")),
+            ("space and tab", text.replace('\t', " \t")),
+        ] {
+            assert_eq!(format::detect("log", &relaid).ok(), Some(Format::JepsenLog));
+            let again = format::parse_str("log", &relaid, Format::JepsenLog)
+                .unwrap_or_else(|e| panic!("{} ({layout}): {e}", row.path.display()))
+                .history;
+            assert_eq!(again.events.len(), original.events.len(), "{layout}");
+            for (a, b) in original.events.iter().zip(&again.events) {
+                assert_eq!(
+                    (a.process, a.kind, &a.f, &a.value, a.line),
+                    (b.process, b.kind, &b.f, &b.value, b.line),
+                    "{} ({layout})",
+                    row.path.display()
+                );
+            }
+            let verdict = check_history(&row.spec, &again, &CheckOptions::default())
+                .unwrap_or_else(|e| panic!("{e}"))
+                .verdict;
+            assert_eq!(verdict, row.expected, "{} ({layout})", row.path.display());
+        }
     }
 }

@@ -201,9 +201,71 @@ fn jepsen_log_lines() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with("e.log:1:") && err.contains("4 tab-separated"),
+        err.starts_with("e.log:1:") && err.contains("4 fields"),
         "{err}"
     );
+}
+
+/// Jepsen's versions separate the fields with tabs, spaces, or both (`print` puts a space
+/// beside each tab); any run of blanks parses the same, the value keeps its inner blanks, an
+/// error logged after the value (behind a tab) is not part of it, and jepsen.util lines that
+/// are not operations are skipped.
+#[test]
+fn jepsen_log_fields_may_be_separated_by_any_blanks() {
+    let layouts = [
+        "INFO  jepsen.util - 3\t:invoke\t:cas\t[3 0]\n",
+        "INFO  jepsen.util - 3 :invoke :cas [3 0]\n",
+        "INFO jepsen.util - 3 \t:invoke \t:cas \t[3 0]\n",
+        "INFO  jepsen.util -   3    :invoke\t  :cas      [3   0]   \n",
+        "INFO  jepsen.util - 3\t:invoke\t:cas\t[3 0]\tindeterminate: timed out\n",
+    ];
+    for text in layouts {
+        let parsed = format::parse_str("e.log", text, Format::JepsenLog).unwrap();
+        let e = &parsed.history.events;
+        assert_eq!(e.len(), 1, "{text:?}");
+        assert_eq!(
+            (e[0].process, e[0].kind, e[0].f.as_str(), &e[0].value),
+            (Process::Client(3), EventType::Invoke, "cas", &json!([3, 0])),
+            "{text:?}"
+        );
+    }
+    // Later Jepsen versions: logback's layout, no `-` after the logger; detected however long
+    // the set-up output before the first operation.
+    let mut text = "INFO [2019-04-01 11:25:20,100] main - jepsen.core Running test\n".repeat(500);
+    text += "INFO [2019-04-01 11:25:23,791] jepsen worker 1 - jepsen.util 1\t:invoke\t:read\tnil\n";
+    text += "INFO [2019-04-01 11:25:23,795] jepsen worker 1 - jepsen.util 1 :ok :read 4\n";
+    assert_eq!(format::detect("e.log", &text).unwrap(), Format::JepsenLog);
+    let parsed = format::parse_str("e.log", &text, Format::JepsenLog).unwrap();
+    let e = &parsed.history.events;
+    assert_eq!(e.len(), 2);
+    assert_eq!(
+        (e[1].line, e[1].kind, &e[1].value),
+        (502, EventType::Ok, &json!(4))
+    );
+    let bracketed = "[2019-04-01 11:25:23,791] INFO jepsen.util 1 :invoke :read nil\n";
+    assert_eq!(
+        format::detect("e.log", bracketed).unwrap(),
+        Format::JepsenLog
+    );
+    assert_eq!(
+        format::detect("e.edn", "[{:process 0}]").unwrap(),
+        Format::Edn
+    );
+    let text = "INFO  jepsen.util - Starting nemesis\nINFO  jepsen.utility - 1 :invoke :read nil\nINFO  jepsen.util - 1 :invoke :read nil\n";
+    let parsed = format::parse_str("e.log", text, Format::JepsenLog).unwrap();
+    assert_eq!(parsed.history.events.len(), 1);
+    assert_eq!(parsed.history.events[0].line, 3);
+    // An operation line that does not parse is still an error naming its line.
+    for bad in [
+        "INFO  jepsen.util - 1 :invoke :read nil\nINFO  jepsen.util - 1 :ok :read\n",
+        "INFO  jepsen.util - 1 :invoke :read nil\nINFO  jepsen.util - 1 :done :read 2\n",
+        "INFO  jepsen.util - 1 :invoke :read nil\nINFO  jepsen.util - 1 :ok :read [2\n",
+    ] {
+        let err = format::parse_str("e.log", bad, Format::JepsenLog)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("e.log:2:"), "{bad:?}: {err}");
+    }
 }
 
 #[test]

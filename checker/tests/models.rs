@@ -7,6 +7,7 @@ mod common;
 
 use common::{check, check_with, h, spec, verdict};
 use faultline_checker::Verdict::{Invalid, Valid};
+use faultline_checker::{check_history, CheckOptions, NilReads, Report};
 use serde_json::json;
 
 // ---------------------------------------------------------------- registers
@@ -405,4 +406,235 @@ fn a_value_only_a_failed_operation_wrote_is_blamed_on_it() {
         "read returned 2, but the only operation that wrote 2, cas 1→2 (line 3), was reported as \
          failed"
     );
+}
+
+// ---------------------------------------------------------------- reads of nil
+
+fn check_nil(model: &str, initial: Option<serde_json::Value>, nil: NilReads, text: &str) -> Report {
+    let options = CheckOptions {
+        stop_at_first_failure: false,
+        nil_reads: nil,
+        ..CheckOptions::default()
+    };
+    check_history(&spec(model, initial), &h(text), &options).expect("well formed")
+}
+
+/// Knossos's meaning: an ok read of nil is a read of unknown value, legal in every state, and
+/// the report counts it. The strict meaning catches it, with or without a nil initial value.
+#[test]
+fn a_read_of_nil_is_unknown_or_strict_as_asked() {
+    let text = "
+        0 invoke write 1
+        0 ok write 1
+        1 invoke read nil
+        1 ok read nil
+        1 invoke read nil
+        1 ok read 1
+    ";
+    for model in ["register", "cas-register"] {
+        for initial in [None, Some(json!(0))] {
+            let r = check_nil(model, initial.clone(), NilReads::Unknown, text);
+            assert_eq!(r.verdict, Valid, "{model} {initial:?}");
+            assert_eq!((r.nil_reads, r.unknown_reads), (NilReads::Unknown, 1));
+            let r = check_nil(model, initial.clone(), NilReads::Value, text);
+            assert_eq!(r.verdict, Invalid, "{model} {initial:?}");
+            assert_eq!(r.unknown_reads, 0);
+            assert_eq!(r.failures[0].culprit.line, 3);
+        }
+    }
+    // Unknown reads still leave every other read judged: a stale read next to them is caught.
+    let stale = "
+        0 invoke write 1
+        0 ok write 1
+        0 invoke write 2
+        0 ok write 2
+        1 invoke read nil
+        1 ok read nil
+        1 invoke read nil
+        1 ok read 1
+    ";
+    assert_eq!(
+        check_nil("register", None, NilReads::Unknown, stale).verdict,
+        Invalid
+    );
+    // Before any write, a strict read of nil is the initial nil.
+    let first = "1 invoke read nil\n1 ok read nil";
+    assert_eq!(
+        check_nil("register", None, NilReads::Value, first).verdict,
+        Valid
+    );
+    assert_eq!(
+        check_nil("register", Some(json!(0)), NilReads::Value, first).verdict,
+        Invalid
+    );
+}
+
+/// kv-append: a get of nil is unknown under Knossos's meaning, the empty string otherwise.
+#[test]
+fn a_kv_get_of_nil_is_unknown_or_empty() {
+    let text = "
+        0 invoke append \"x\"
+        0 ok append \"x\"
+        1 invoke get nil
+        1 ok get nil
+    ";
+    let r = check_nil("kv-append", None, NilReads::Unknown, text);
+    assert_eq!((r.verdict, r.unknown_reads), (Valid, 1));
+    assert_eq!(
+        check_nil("kv-append", None, NilReads::Value, text).verdict,
+        Invalid
+    );
+}
+
+// ---------------------------------------------------------------- multi-register
+
+fn multi(initial: serde_json::Value, nil: NilReads, text: &str) -> Report {
+    check_nil("multi-register", Some(initial), nil, text)
+}
+
+#[test]
+fn multi_register_transactions_are_atomic_and_ordered() {
+    // A read after a write of the same register in one transaction sees the write.
+    let own_write = "
+        0 invoke txn [[:write :x 1] [:read :x nil]]
+        0 ok txn [[:write :x 1] [:read :x 1]]
+    ";
+    assert_eq!(
+        multi(json!({"x": 0}), NilReads::Value, own_write).verdict,
+        Valid
+    );
+    let before_write = "
+        0 invoke txn [[:read :x nil] [:write :x 1]]
+        0 ok txn [[:read :x 1] [:write :x 1]]
+    ";
+    assert_eq!(
+        multi(json!({"x": 0}), NilReads::Value, before_write).verdict,
+        Invalid
+    );
+    // Two registers written together are never seen half-written.
+    let torn = "
+        0 invoke txn [[:write :x 1] [:write :y 1]]
+        1 invoke txn [[:read :x nil] [:read :y nil]]
+        1 ok txn [[:read :x 1] [:read :y 0]]
+        0 ok txn [[:write :x 1] [:write :y 1]]
+    ";
+    let r = multi(json!({"x": 0, "y": 0}), NilReads::Value, torn);
+    assert_eq!(r.verdict, Invalid);
+    assert_eq!(r.keys, 1, "the registers of a transaction are one object");
+    let whole = torn.replace("[:read :y 0]", "[:read :y 1]");
+    assert_eq!(
+        multi(json!({"x": 0, "y": 0}), NilReads::Value, &whole).verdict,
+        Valid
+    );
+    let before = torn.replace("[:read :x 1]", "[:read :x 0]");
+    assert_eq!(
+        multi(json!({"x": 0, "y": 0}), NilReads::Value, &before).verdict,
+        Valid
+    );
+}
+
+#[test]
+fn multi_register_reads_of_nil_and_unnamed_registers() {
+    // A register the initial map does not name starts at nil.
+    let unnamed = "
+        0 invoke txn [[:read :z nil]]
+        0 ok txn [[:read :z nil]]
+    ";
+    assert_eq!(
+        multi(json!({"x": 0}), NilReads::Value, unnamed).verdict,
+        Valid
+    );
+    // A read of nil after a write: unknown (Knossos) passes and is counted, strict fails.
+    let after_write = "
+        0 invoke txn [[:write :x 5]]
+        0 ok txn [[:write :x 5]]
+        1 invoke txn [[:read :x nil] [:read :y nil]]
+        1 ok txn [[:read :x nil] [:read :y 0]]
+    ";
+    let r = multi(json!({"x": 0, "y": 0}), NilReads::Unknown, after_write);
+    assert_eq!((r.verdict, r.unknown_reads), (Valid, 1));
+    assert_eq!(
+        multi(json!({"x": 0, "y": 0}), NilReads::Value, after_write).verdict,
+        Invalid
+    );
+    // An indeterminate transaction's writes may or may not have happened; its reads are
+    // unknown.
+    let lost = "
+        0 invoke txn [[:read :x nil] [:write :x 7]]
+        0 info txn [[:read :x nil] [:write :x 7]]
+        1 invoke txn [[:read :x nil]]
+        1 ok txn [[:read :x 7]]
+        1 invoke txn [[:read :x nil]]
+        1 ok txn [[:read :x 7]]
+    ";
+    assert_eq!(multi(json!({"x": 0}), NilReads::Value, lost).verdict, Valid);
+    let unseen = lost.replacen("[[:read :x 7]]", "[[:read :x 0]]", 2);
+    let unseen = unseen.replacen("[[:read :x 0]]", "[[:read :x 7]]", 1);
+    // Reads 0 after 7: the lost write cannot be undone.
+    assert_eq!(
+        multi(json!({"x": 0}), NilReads::Value, &unseen).verdict,
+        Invalid
+    );
+}
+
+#[test]
+fn multi_register_refuses_what_it_cannot_read() {
+    let bad_initial = faultline_checker::ModelSpec::from_name("multi-register", Some(json!(0)));
+    assert!(bad_initial.unwrap_err().contains("map"));
+    let options = CheckOptions::default();
+    let mismatched = h("
+        0 invoke txn [[:read :x nil]]
+        0 ok txn [[:write :x 1]]
+    ");
+    let err = check_history(&spec("multi-register", None), &mismatched, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(":2:") && err.contains("not the transaction invoked"),
+        "{err}"
+    );
+    let not_txn = h("0 invoke read nil\n0 ok read 1");
+    let err = check_history(&spec("multi-register", None), &not_txn, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("txn"), "{err}");
+}
+
+// ---------------------------------------------------------------- minimal windows
+
+/// A long mutex history (each of 3 processes acquiring and releasing in turn, with failed
+/// acquisitions in between) that ends in a double acquisition: the window is the two
+/// acquisitions with no release between them, and it re-checks invalid with the same culprit.
+#[test]
+fn a_mutex_double_acquisition_gets_a_window_of_a_few_operations() {
+    let mut text = String::new();
+    for round in 0..60 {
+        let p = round % 3;
+        let q = (round + 1) % 3;
+        text += &format!("{p} invoke acquire nil\n{p} ok acquire nil\n");
+        text += &format!("{q} invoke acquire nil\n{q} fail acquire nil\n");
+        text += &format!("{p} invoke release nil\n{p} ok release nil\n");
+    }
+    text += "1 invoke acquire nil\n1 ok acquire nil\n";
+    text += "2 invoke acquire nil\n2 ok acquire nil\n";
+    let history = h(&text);
+    let report = check("mutex", &history);
+    assert_eq!(report.verdict, Invalid);
+    let failure = &report.failures[0];
+    assert!(
+        failure.window.len() <= 4,
+        "window of {} operations: {:?}",
+        failure.window.len(),
+        failure.window
+    );
+    assert!(
+        failure.sentence.contains("so did the acquire on line")
+            && failure.sentence.contains("no release was in progress"),
+        "{}",
+        failure.sentence
+    );
+    let window = faultline_checker::History::from_events("window", failure.window_events.clone());
+    let again = check("mutex", &window);
+    assert_eq!(again.verdict, Invalid);
+    assert_eq!(again.failures[0].culprit.index, failure.culprit.index);
 }

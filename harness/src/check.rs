@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use faultline_checker::format::{self, Format, Independent};
 use faultline_checker::text::{abbreviate, for_terminal, json_for_terminal};
-use faultline_checker::{check_history, CheckOptions, Failure, ModelSpec, Report, Verdict};
+use faultline_checker::{
+    check_history, CheckOptions, Failure, ModelSpec, NilReads, Report, Verdict,
+};
 use serde_json::{json, Value};
 
 use crate::exit::{EXIT_BAD_INPUT, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
@@ -26,8 +28,8 @@ pub struct CheckArgs {
     #[arg(required = true, value_name = "HISTORY")]
     pub histories: Vec<PathBuf>,
 
-    /// The sequential model to check against: register, cas-register, kv-append, mutex, set,
-    /// fifo-queue.
+    /// The sequential model to check against: register, cas-register, kv-append,
+    /// multi-register, mutex, set, fifo-queue.
     #[arg(long, short = 'm', value_name = "MODEL")]
     pub model: String,
 
@@ -35,10 +37,18 @@ pub struct CheckArgs {
     #[arg(long, default_value = "auto", value_name = "FORMAT")]
     pub format: String,
 
-    /// Initial value of the object, as JSON or EDN (`nil`, `null`, `0`, `""`). Default: `null`
-    /// for registers, `""` for kv-append.
+    /// Initial value of the object, as JSON or EDN (`nil`, `null`, `0`, `""`, `'{:x 0 :y 0}'`).
+    /// Default: `null` for registers, `""` for kv-append, every register nil for
+    /// multi-register.
     #[arg(long, value_name = "VALUE", allow_hyphen_values = true)]
     pub initial: Option<String>,
+
+    /// What an `ok` read of nil means: `unknown` (a read whose value the client could not
+    /// tell, legal in every state: Knossos's meaning, which Jepsen's verdicts use), `value` (it
+    /// returned nil), or `auto`: `unknown` for Jepsen's formats (EDN, console logs), `value`
+    /// for faultline's JSONL, whose recorder writes an unknown result as `info`.
+    #[arg(long, default_value = "auto", value_name = "MEANING")]
+    pub nil_reads: String,
 
     /// Print one JSON verdict per history (one per line) instead of text.
     #[arg(long)]
@@ -88,6 +98,8 @@ struct Plan {
     format: Option<Format>,
     independent: Independent,
     options: CheckOptions,
+    /// `None`: decided per file by its format (see [`nil_reads_for`]).
+    nil_reads: Option<NilReads>,
     window_dir: PathBuf,
 }
 
@@ -166,6 +178,16 @@ fn plan(args: &CheckArgs) -> Result<Plan, String> {
             ))
         }
     };
+    let nil_reads = match args.nil_reads.as_str() {
+        "auto" => None,
+        name => Some(NilReads::from_name(name).ok_or_else(|| {
+            format!(
+                "--nil-reads: expected auto, {}, got {:?}",
+                NilReads::NAMES.join(" or "),
+                name
+            )
+        })?),
+    };
     let time_limit = match args.time_limit {
         None => None,
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
@@ -192,7 +214,9 @@ fn plan(args: &CheckArgs) -> Result<Plan, String> {
             threads: args.threads,
             explain: !args.no_explain,
             stop_at_first_failure: !args.all_keys,
+            nil_reads: NilReads::Value,
         },
+        nil_reads,
         window_dir: args
             .window_dir
             .clone()
@@ -228,16 +252,31 @@ struct Outcome {
     json: Value,
 }
 
+/// What a read of nil means in a history of `format` when the user did not say: Jepsen's
+/// meaning (unknown) for Jepsen's formats, the strict one for faultline's own JSONL, whose
+/// recorder writes `ok` with `null` only for a read that found nothing.
+pub fn nil_reads_for(format: Format) -> NilReads {
+    match format {
+        Format::Jsonl => NilReads::Value,
+        Format::Edn | Format::JepsenLog => NilReads::Unknown,
+    }
+}
+
 fn check_one(path: &Path, plan: &Plan) -> Result<Outcome, String> {
     let parse_started = Instant::now();
     let parsed =
         format::read_path(path, plan.format, plan.independent).map_err(|e| e.to_string())?;
     let parse_time = parse_started.elapsed();
+    let options = CheckOptions {
+        nil_reads: plan
+            .nil_reads
+            .unwrap_or_else(|| nil_reads_for(parsed.format)),
+        ..plan.options.clone()
+    };
     let mut times = Vec::with_capacity(plan.repeat);
     let mut report = None;
     for _ in 0..plan.repeat {
-        let r =
-            check_history(&plan.spec, &parsed.history, &plan.options).map_err(|e| e.to_string())?;
+        let r = check_history(&plan.spec, &parsed.history, &options).map_err(|e| e.to_string())?;
         times.push(r.check_time);
         report = Some(r);
     }
@@ -260,6 +299,10 @@ fn check_one(path: &Path, plan: &Plan) -> Result<Outcome, String> {
         if let Some(initial) = plan.spec.initial() {
             cmd.push_str(&format!(" --initial {}", shell_quote(&initial.to_string())));
         }
+        // Windows are JSONL, whose default meaning of a read of nil is the strict one.
+        if report.nil_reads != NilReads::Value && report.unknown_reads > 0 {
+            cmd.push_str(&format!(" --nil-reads {}", report.nil_reads.name()));
+        }
         cmd
     };
     let json = json!({
@@ -273,6 +316,8 @@ fn check_one(path: &Path, plan: &Plan) -> Result<Outcome, String> {
         "explain_ms": millis(report.explain_time),
         "operations": report.counts,
         "keys": report.keys,
+        "nil_reads": report.nil_reads,
+        "unknown_reads": report.unknown_reads,
         "failures": report.failures.iter().zip(&windows).map(|(f, w)| {
             let mut v = serde_json::to_value(f).unwrap_or(Value::Null);
             if let Value::Object(m) = &mut v {
@@ -390,6 +435,9 @@ fn render_text(
     for w in warnings {
         out.push_str(&format!("  note: {}\n", for_terminal(w)));
     }
+    if let Some(note) = unknown_reads_note(report) {
+        out.push_str(&format!("  note: {note}\n"));
+    }
     for (failure, window) in report.failures.iter().zip(windows) {
         let op = &failure.culprit;
         let key = failure
@@ -446,6 +494,25 @@ fn render_text(
         ));
     }
     out
+}
+
+/// Says how many reads of nil were treated as unknown, and how to change it.
+pub fn unknown_reads_note(report: &Report) -> Option<String> {
+    (report.unknown_reads > 0).then(|| {
+        format!(
+            "{} treated as {}, as Knossos does; --nil-reads value to treat them as values",
+            if report.unknown_reads == 1 {
+                "1 read of nil".to_string()
+            } else {
+                format!("{} reads of nil", report.unknown_reads)
+            },
+            if report.unknown_reads == 1 {
+                "a read of unknown value"
+            } else {
+                "reads of unknown value"
+            }
+        )
+    })
 }
 
 /// Peak resident memory of this process in KiB (Linux), for benchmarks.

@@ -261,6 +261,7 @@ fn help_documents_every_flag() {
         "--memory-limit",
         "--window-dir",
         "--all-keys",
+        "--nil-reads",
         "Exit codes",
     ] {
         assert!(help.contains(flag), "help lacks {flag}");
@@ -296,4 +297,114 @@ fn convert_to_edn_and_check_gives_the_same_verdict() {
     let out = faultline(&["convert", &h, "--to", "xml"]);
     assert_eq!(code(&out), 254);
     assert!(stderr(&out).contains("--to"));
+}
+
+/// A Jepsen history whose reads of nil follow a write: Knossos calls it valid (a read of nil is
+/// a read of unknown value), and so does `faultline check` on Jepsen's formats, saying so in
+/// its text and JSON; `--nil-reads value` judges them strictly. The same history in faultline's
+/// JSONL is strict by default, and a failure's re-check command carries the meaning used.
+#[test]
+fn reads_of_nil_follow_jepsen_on_jepsen_formats_and_stay_strict_on_jsonl() {
+    let dir = scratch("nil-reads");
+    let edn = write(
+        &dir,
+        "h.edn",
+        "[{:process 0, :type :invoke, :f :write, :value 1}
+          {:process 0, :type :ok, :f :write, :value 1}
+          {:process 1, :type :invoke, :f :read, :value nil}
+          {:process 1, :type :ok, :f :read, :value nil}
+          {:process 1, :type :invoke, :f :read, :value nil}
+          {:process 1, :type :ok, :f :read, :value nil}]",
+    );
+    let out = faultline(&["check", &edn, "--model", "cas-register", "--initial", "0"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "2 reads of nil treated as reads of unknown value, as Knossos does; --nil-reads \
+             value to treat them as values"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let out = faultline(&["check", &edn, "--model", "cas-register", "--json"]);
+    let v: Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    assert_eq!(
+        (v["nil_reads"].as_str(), v["unknown_reads"].as_u64()),
+        (Some("unknown"), Some(2))
+    );
+    let out = faultline(&[
+        "check",
+        &edn,
+        "--model",
+        "cas-register",
+        "--nil-reads",
+        "value",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    assert!(!stdout(&out).contains("treated as"), "{}", stdout(&out));
+
+    // The same operations in JSONL: strict unless asked.
+    let jsonl = write(
+        &dir,
+        "h.jsonl",
+        r#"{"index":0,"process":0,"type":"invoke","f":"write","value":1}
+{"index":1,"process":0,"type":"ok","f":"write","value":1}
+{"index":2,"process":1,"type":"invoke","f":"read","value":null}
+{"index":3,"process":1,"type":"ok","f":"read","value":null}
+"#,
+    );
+    let out = faultline(&["check", &jsonl, "--model", "register"]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let out = faultline(&[
+        "check",
+        &jsonl,
+        "--model",
+        "register",
+        "--nil-reads",
+        "unknown",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+
+    // A stale read beside a read of nil: invalid either way, and the window's re-check (a
+    // JSONL file) says which meaning to use.
+    let stale = write(
+        &dir,
+        "stale.edn",
+        "[{:process 0, :type :invoke, :f :write, :value 1}
+          {:process 0, :type :ok, :f :write, :value 1}
+          {:process 0, :type :invoke, :f :write, :value 2}
+          {:process 0, :type :ok, :f :write, :value 2}
+          {:process 1, :type :invoke, :f :read, :value nil}
+          {:process 1, :type :ok, :f :read, :value nil}
+          {:process 1, :type :invoke, :f :read, :value nil}
+          {:process 1, :type :ok, :f :read, :value 1}]",
+    );
+    let windows = dir.join("windows");
+    let out = faultline(&[
+        "check",
+        &stale,
+        "--model",
+        "register",
+        "--json",
+        "--window-dir",
+        windows.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    let recheck = v["failures"][0]["recheck"].as_str().unwrap_or_default();
+    assert!(recheck.ends_with("--nil-reads unknown"), "{recheck}");
+    let window = v["failures"][0]["window_file"].as_str().unwrap_or_default();
+    let out = faultline(&[
+        "check",
+        window,
+        "--model",
+        "register",
+        "--nil-reads",
+        "unknown",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+
+    let out = faultline(&["check", &edn, "--model", "register", "--nil-reads", "maybe"]);
+    assert_eq!(code(&out), 254);
+    assert!(stderr(&out).contains("--nil-reads"), "{}", stderr(&out));
 }

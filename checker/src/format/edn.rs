@@ -87,13 +87,17 @@ fn kw(name: &str) -> Edn {
 }
 
 /// Jepsen's `independent` workloads wrap every value as `[key value]` (a MapEntry). A plain
-/// cas value is also a pair, so a history made only of cas operations is not taken for one.
+/// cas value is also a pair, so a history made only of cas operations is not taken for one;
+/// nor is a transaction of two micro-operations (`:f :txn`, `[[:read :x nil] [:write :y 2]]`).
 fn looks_independent(maps: &[(BTreeMap<Edn, Edn>, usize)]) -> bool {
     let mut any = false;
     let mut all_cas = true;
     for (m, _) in maps {
         if !matches!(m.get(&kw("process")), Some(Edn::Integer(_))) {
             continue;
+        }
+        if matches!(m.get(&kw("f")), Some(Edn::Keyword(k)) if k.name() == "txn") {
+            return false;
         }
         any = true;
         match m.get(&kw("value")) {

@@ -70,19 +70,29 @@ pub struct Parsed {
     pub warnings: Vec<String>,
 }
 
-/// Guesses the format from the first significant line of `text`.
+/// Guesses the format from the first significant line of `text`: `[`, `(` or `{:` is EDN, `{"`
+/// is JSONL; anything else (or `[` of a bracketed timestamp) is a Jepsen console log if any line
+/// of it is a `jepsen.util` operation (a console log may print pages of set-up output before its
+/// first operation).
 pub fn detect(source: &str, text: &str) -> Result<Format, HistoryError> {
-    for line in text.lines().take(200) {
-        if line.contains("jepsen.util - ") {
-            return Ok(Format::JepsenLog);
-        }
-    }
+    let console_log = || {
+        text.lines()
+            .any(|l| jepsen_log::operation_fields(l).is_some())
+    };
     for line in text.lines() {
         let t = line.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
         if t.is_empty() || t.starts_with(';') {
             continue;
         }
-        if t.starts_with('[') || t.starts_with('(') || t.starts_with("#jepsen") {
+        if t.starts_with('[') {
+            // An EDN vector, or a log layout that starts with a bracketed timestamp.
+            return Ok(if console_log() {
+                Format::JepsenLog
+            } else {
+                Format::Edn
+            });
+        }
+        if t.starts_with('(') || t.starts_with("#jepsen") {
             return Ok(Format::Edn);
         }
         if let Some(rest) = t.strip_prefix('{') {
@@ -95,6 +105,9 @@ pub fn detect(source: &str, text: &str) -> Result<Format, HistoryError> {
             }
         }
         break;
+    }
+    if console_log() {
+        return Ok(Format::JepsenLog);
     }
     Err(HistoryError::whole(
         source,

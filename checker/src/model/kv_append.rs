@@ -64,9 +64,13 @@ impl Model for KvAppend {
         self.initial.clone()
     }
 
+    fn unknown_reads(&self, op: &KvOp) -> usize {
+        usize::from(matches!(op, KvOp::Get(None)))
+    }
+
     fn decode(&self, raw: &RawOp<'_>, _values: &mut ValueTable) -> Result<KvOp, String> {
         match raw.f {
-            "get" => Ok(KvOp::Get(match raw.output {
+            "get" => Ok(KvOp::Get(match raw.read_result() {
                 Some(v) => Some(string_of(v, "get")?),
                 None => None,
             })),

@@ -17,21 +17,62 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::value::ValueTable;
 
 mod kv_append;
+mod multi_register;
 mod mutex;
 mod queue;
 mod register;
 mod set;
 
 pub use kv_append::KvAppend;
+pub use multi_register::MultiRegister;
 pub use mutex::Mutex;
 pub use queue::FifoQueue;
 pub use register::Register;
 pub use set::SetModel;
+
+/// What an `ok` read that returned nil (`null`) means.
+///
+/// Knossos's register, cas-register and multi-register models treat a read of nil as a read of
+/// *unknown* value, consistent with every state (`model.clj`: `(or (nil? (:value op)) (= value
+/// (:value op)))`), and every Jepsen verdict on such histories was made that way: Jepsen's
+/// clients record `nil` when they could not tell what they read. faultline's own recorder says
+/// "unknown" with `info` instead, and records `null` only for a read that found nothing, so
+/// its histories keep the strict meaning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NilReads {
+    /// A read of nil returned nil: it is legal only when the object holds nil (or, for
+    /// kv-append, is absent).
+    #[default]
+    Value,
+    /// A read of nil is a read whose value is unknown: legal in every state.
+    Unknown,
+}
+
+impl NilReads {
+    pub const NAMES: &'static [&'static str] = &["value", "unknown"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NilReads::Value => "value",
+            NilReads::Unknown => "unknown",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<NilReads> {
+        match name {
+            "value" => Some(NilReads::Value),
+            "unknown" => Some(NilReads::Unknown),
+            _ => None,
+        }
+    }
+}
 
 /// An operation as recorded, before a model gives it meaning.
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +84,19 @@ pub struct RawOp<'a> {
     /// The value given at an `ok` completion; `None` when the result is unknown (`info` or
     /// never completed).
     pub output: Option<&'a Value>,
+    /// What a read of nil means in this check.
+    pub nil_reads: NilReads,
+}
+
+impl<'a> RawOp<'a> {
+    /// What a read returned, for models whose reads follow [`NilReads`]: the `ok` value, or
+    /// `None` when it is unknown (not `ok`, or nil under [`NilReads::Unknown`]).
+    pub fn read_result(&self) -> Option<&'a Value> {
+        match self.output {
+            Some(Value::Null) if self.nil_reads == NilReads::Unknown => None,
+            output => output,
+        }
+    }
 }
 
 /// A decoded operation of one key's history, with its place in time.
@@ -96,6 +150,12 @@ pub trait Model: Send + Sync {
     /// Gives a recorded operation its meaning, or says (in words meant for the user) why it
     /// cannot: unknown function, value of the wrong shape, ...
     fn decode(&self, raw: &RawOp<'_>, values: &mut ValueTable) -> Result<Self::Op, String>;
+
+    /// How many reads of unknown value an `ok` operation holds (reads of nil under
+    /// [`NilReads::Unknown`]), so a check can say how many it treated that way.
+    fn unknown_reads(&self, _op: &Self::Op) -> usize {
+        0
+    }
 
     /// Applies `op` to `state`: the next state if the model allows the operation (with its
     /// recorded result) in this state, `None` if it does not.
@@ -210,6 +270,11 @@ pub enum ModelSpec {
     CasRegister { initial: Value },
     /// `kv-append`: get/put/append on strings, initially the given string (default `""`).
     KvAppend { initial: String },
+    /// `multi-register`: transactions of reads and writes over named registers, starting at
+    /// the values of the map (default: every register nil).
+    MultiRegister {
+        initial: serde_json::Map<String, Value>,
+    },
     /// `mutex`: acquire/release, initially free.
     Mutex,
     /// `set`: add/read of the whole set, initially empty.
@@ -223,6 +288,7 @@ pub const MODEL_NAMES: &[&str] = &[
     "register",
     "cas-register",
     "kv-append",
+    "multi-register",
     "mutex",
     "set",
     "fifo-queue",
@@ -253,6 +319,16 @@ impl ModelSpec {
                     "the kv-append model holds strings; --initial must be a string, got {other}"
                 )),
             },
+            "multi-register" => match initial {
+                None | Some(Value::Null) => Ok(ModelSpec::MultiRegister {
+                    initial: serde_json::Map::new(),
+                }),
+                Some(Value::Object(map)) => Ok(ModelSpec::MultiRegister { initial: map }),
+                Some(other) => Err(format!(
+                    "the multi-register model starts from a map of registers; --initial must \
+                     be a map such as '{{:x 0 :y 0}}' or '{{\"x\": 0}}', got {other}"
+                )),
+            },
             "mutex" => no_initial("mutex").map(|()| ModelSpec::Mutex),
             "set" => no_initial("set").map(|()| ModelSpec::Set),
             "fifo-queue" => no_initial("fifo-queue").map(|()| ModelSpec::FifoQueue),
@@ -269,6 +345,7 @@ impl ModelSpec {
             ModelSpec::Register { .. } => "register",
             ModelSpec::CasRegister { .. } => "cas-register",
             ModelSpec::KvAppend { .. } => "kv-append",
+            ModelSpec::MultiRegister { .. } => "multi-register",
             ModelSpec::Mutex => "mutex",
             ModelSpec::Set => "set",
             ModelSpec::FifoQueue => "fifo-queue",
@@ -282,6 +359,7 @@ impl ModelSpec {
                 Some(initial.clone())
             }
             ModelSpec::KvAppend { initial } => Some(Value::String(initial.clone())),
+            ModelSpec::MultiRegister { initial } => Some(Value::Object(initial.clone())),
             _ => None,
         }
     }

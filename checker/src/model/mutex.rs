@@ -7,7 +7,7 @@
 //!
 //! Values are ignored. A failed acquire (`fail`) did not take the lock.
 
-use super::{Model, RawOp};
+use super::{KeyView, Model, RawOp};
 use crate::value::ValueTable;
 
 /// The `mutex` model.
@@ -69,5 +69,44 @@ impl Model for Mutex {
 
     fn describe_state(&self, held: &bool, _values: &ValueTable) -> String {
         if *held { "held" } else { "free" }.to_string()
+    }
+
+    /// Two successful acquisitions with no release between them. Both took effect somewhere
+    /// between the earlier call and the later return; whichever came second found the lock
+    /// held unless a release took effect in between, and a release can take effect only
+    /// while it is in progress (an indeterminate one: any time after its call). So when no
+    /// release was in progress in that span, the pair alone is the violation.
+    fn explain(&self, view: &KeyView<'_, MutexOp>, culprit: usize, _init: &bool) -> Option<String> {
+        let ops = view.ops;
+        let target = &ops[culprit];
+        let (MutexOp::Acquire { known: true }, Some(target_ret)) = (target.op, target.ret) else {
+            return None;
+        };
+        let no_release_between = |from: u32, to: u32| {
+            !ops.iter().any(|r| {
+                matches!(r.op, MutexOp::Release { .. })
+                    && r.call < to
+                    && r.ret.is_none_or(|ret| ret > from)
+            })
+        };
+        let other = ops
+            .iter()
+            .enumerate()
+            .filter(|&(i, a)| {
+                i != culprit
+                    && matches!(a.op, MutexOp::Acquire { known: true })
+                    && a.ret.is_some_and(|a_ret| {
+                        no_release_between(a.call.min(target.call), a_ret.max(target_ret))
+                    })
+            })
+            .max_by_key(|(_, a)| a.ret)?
+            .1;
+        let of = view.key.map(|k| format!(" of {k}")).unwrap_or_default();
+        Some(format!(
+            "acquire{of} succeeded, but so did the acquire on line {} and no release was in \
+             progress between the first of their calls and the last of their returns: one of \
+             them took a lock that was held",
+            other.line
+        ))
     }
 }

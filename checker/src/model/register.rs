@@ -89,9 +89,15 @@ impl Model for Register {
         values.intern(&self.initial)
     }
 
+    fn unknown_reads(&self, op: &RegisterOp) -> usize {
+        usize::from(matches!(op, RegisterOp::Read(None)))
+    }
+
     fn decode(&self, raw: &RawOp<'_>, values: &mut ValueTable) -> Result<RegisterOp, String> {
         match raw.f {
-            "read" => Ok(RegisterOp::Read(raw.output.map(|v| values.intern(v)))),
+            "read" => Ok(RegisterOp::Read(
+                raw.read_result().map(|v| values.intern(v)),
+            )),
             "write" => Ok(RegisterOp::Write(values.intern(raw.input))),
             "cas" if self.cas => match raw.input {
                 Value::Array(pair) if pair.len() == 2 => Ok(RegisterOp::Cas {

@@ -7,7 +7,9 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 
 use faultline_checker::format::{self, Format, Independent};
-use faultline_checker::{check_history, CheckOptions, History, ModelSpec, Outcome, Process};
+use faultline_checker::{
+    check_history, CheckOptions, History, ModelSpec, NilReads, Outcome, Process,
+};
 use serde_json::{json, Value};
 
 use super::escape;
@@ -23,6 +25,8 @@ pub struct Inputs {
     pub results: Option<PathBuf>,
     /// Check the history with this model when there is no `results.json` verdict.
     pub model: Option<ModelSpec>,
+    /// What a read of nil means in that check (`None`: by the history's format).
+    pub nil_reads: Option<NilReads>,
 }
 
 /// One client operation, with its times on the report's time axis.
@@ -195,6 +199,7 @@ pub fn load(inputs: &Inputs) -> Result<Run, String> {
     let parsed = format::read_path(&inputs.history, inputs.format, Independent::Auto)
         .map_err(|e| e.to_string())?;
     let mut notes: Vec<String> = parsed.warnings.clone();
+    let parsed_format = parsed.format;
     let history = parsed.history;
     let raw_ops = history.operations().map_err(|e| e.to_string())?;
 
@@ -264,9 +269,15 @@ pub fn load(inputs: &Inputs) -> Result<Run, String> {
             Some(spec) => {
                 let options = CheckOptions {
                     stop_at_first_failure: false,
+                    nil_reads: inputs
+                        .nil_reads
+                        .unwrap_or_else(|| crate::check::nil_reads_for(parsed_format)),
                     ..CheckOptions::default()
                 };
                 let report = check_history(spec, &history, &options).map_err(|e| e.to_string())?;
+                if let Some(note) = crate::check::unknown_reads_note(&report) {
+                    notes.push(note);
+                }
                 let sentences = report
                     .failures
                     .iter()

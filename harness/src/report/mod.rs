@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use faultline_checker::format::Format;
 use faultline_checker::text::for_terminal;
-use faultline_checker::ModelSpec;
+use faultline_checker::{ModelSpec, NilReads};
 
 use crate::exit::{EXIT_BAD_INPUT, EXIT_VALID};
 
@@ -45,7 +45,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE")]
     pub results: Option<PathBuf>,
     /// Check the history with this model, instead of taking the verdict from results.json
-    /// (register, cas-register, kv-append, mutex, set, fifo-queue).
+    /// (register, cas-register, kv-append, multi-register, mutex, set, fifo-queue).
     #[arg(long, short = 'm', value_name = "MODEL")]
     pub model: Option<String>,
     /// Initial value for --model, as JSON or EDN [default: the model's].
@@ -54,6 +54,10 @@ pub struct ReportArgs {
     /// History format: auto, jsonl, edn or jepsen-log.
     #[arg(long, default_value = "auto", value_name = "FORMAT")]
     pub format: String,
+    /// With --model, what an `ok` read of nil means: auto, unknown or value (as for
+    /// `faultline check`).
+    #[arg(long, default_value = "auto", value_name = "MEANING")]
+    pub nil_reads: String,
 }
 
 /// What was written, for messages and benchmarks.
@@ -96,6 +100,7 @@ fn write_run_report(run_dir: &Path) -> Result<Written, String> {
         format: Some(Format::Jsonl),
         results: results.is_file().then_some(results),
         model: None,
+        nil_reads: None,
     };
     build(&inputs, run_dir)
 }
@@ -226,6 +231,13 @@ fn plan(args: &ReportArgs) -> Result<(Inputs, PathBuf), String> {
         }
         None => None,
     };
+    let nil_reads = match args.nil_reads.as_str() {
+        "auto" => None,
+        name => Some(
+            NilReads::from_name(name)
+                .ok_or_else(|| format!("--nil-reads {name}: expected auto, unknown or value"))?,
+        ),
+    };
     // `results/latest` is a symlink: name the run by the folder it points at.
     let input = std::fs::canonicalize(&args.input).unwrap_or_else(|_| args.input.clone());
     let (dir, history) = if meta.is_dir() {
@@ -262,6 +274,7 @@ fn plan(args: &ReportArgs) -> Result<(Inputs, PathBuf), String> {
             format,
             results,
             model,
+            nil_reads,
         },
         out,
     ))
