@@ -7,8 +7,10 @@
 //! window is shrunk from there by delta debugging: drop a chunk of operations, keep the drop
 //! if the rest is still not linearizable *with the same culprit* and without becoming a
 //! trivial failure the pre-check would catch (e.g. by dropping the write whose value `m`
-//! read, which would make the window fail for a different, misleading reason). The result is
-//! small (usually 3 to 10 operations), and each operation in it matters.
+//! read, which would make the window fail for a different, misleading reason), nor dropping
+//! what the model says could change the story (`Model::window_keeps_enough`: a release in
+//! progress between two acquisitions). The result is small (usually 2 to 10 operations), and
+//! each operation in it matters.
 //!
 //! Minimisation is bounded in time: each trial search is short, and a trial that runs out of
 //! time counts as "still needed", so the window is always a correct counterexample, only
@@ -128,6 +130,9 @@ pub(crate) fn minimal_window<M: Model>(
         let mut subset: Vec<usize> = others.to_vec();
         subset.push(culprit);
         subset.sort_unstable();
+        if !model.window_keeps_enough(&kh.view(None, &kh.ops), &subset) {
+            return false;
+        }
         let ops: Vec<_> = subset.iter().map(|&i| kh.ops[i].clone()).collect();
         // Dropping the writer of what the culprit (or an operation before it) read would make
         // the window fail trivially, for a reason the real history does not have.
@@ -177,31 +182,88 @@ pub(crate) fn minimal_window<M: Model>(
             }
         }
     }
-    // The generic way, unless the cut already gave one or two operations: narrow to a suffix
-    // (failures are usually local in time), then shrink. The smaller window wins.
-    let mut window = match from_cut {
-        Some(w) if w.len() <= 2 => w,
-        from_cut => {
-            let mut start = before.clone();
-            let mut size = 8;
-            while size < before.len() {
-                let suffix = &before[before.len() - size..];
-                if still_fails(suffix) {
-                    start = suffix.to_vec();
-                    break;
-                }
-                size *= 2;
+    let small_enough = |w: &Option<Vec<usize>>| w.as_ref().is_some_and(|w| w.len() <= 2);
+    let mut best = from_cut;
+    // By blocks: the partial linearization cut wherever the object is back in its initial
+    // state (an acquire with its release, an enqueue with its dequeue). Dropping a whole block
+    // leaves every later operation seeing the same states, where dropping one operation of it
+    // would not; so shrink by blocks first, then by operations. Only when the initial state
+    // recurs (no block holds half of the operations).
+    let blocks = blocks_at_initial_state(kh, linearized, &states, &before);
+    let largest = blocks.iter().map(Vec::len).max().unwrap_or(0);
+    if !small_enough(&best) && largest >= 2 && largest * 2 <= before.len() {
+        let flatten = |ids: &[usize]| -> Vec<usize> {
+            let mut ops: Vec<usize> = ids.iter().flat_map(|&b| blocks[b].clone()).collect();
+            ops.sort_unstable();
+            ops
+        };
+        let kept = delta_debug((0..blocks.len()).collect(), &mut |ids: &[usize]| {
+            still_fails(&flatten(ids))
+        });
+        let by_blocks = delta_debug(flatten(&kept), &mut still_fails);
+        best = smaller(best, by_blocks);
+    }
+    // The generic way, unless a window of one or two operations was found: narrow to a
+    // suffix (failures are usually local in time), then shrink. The smallest window wins.
+    if !small_enough(&best) {
+        let mut start = before.clone();
+        let mut size = 8;
+        while size < before.len() {
+            let suffix = &before[before.len() - size..];
+            if still_fails(suffix) {
+                start = suffix.to_vec();
+                break;
             }
-            let generic = delta_debug(start, &mut still_fails);
-            match from_cut {
-                Some(w) if w.len() <= generic.len() => w,
-                _ => generic,
-            }
+            size *= 2;
         }
-    };
+        best = smaller(best, delta_debug(start, &mut still_fails));
+    }
+    let mut window = best.unwrap_or(before);
     window.push(culprit);
     window.sort_unstable();
     window
+}
+
+/// The smaller of two windows (the first when equal).
+fn smaller(best: Option<Vec<usize>>, other: Vec<usize>) -> Option<Vec<usize>> {
+    match best {
+        Some(b) if b.len() <= other.len() => Some(b),
+        _ => Some(other),
+    }
+}
+
+/// The operations of `before`, grouped: the partial linearization `linearized` (whose states
+/// after each step are `states`) split after every step that leaves the object in its initial
+/// state, then every operation it did not place, alone.
+fn blocks_at_initial_state<M: Model>(
+    kh: &KeyHistory<M>,
+    linearized: &[usize],
+    states: &[M::State],
+    before: &[usize],
+) -> Vec<Vec<usize>> {
+    let wanted: rustc_hash::FxHashSet<usize> = before.iter().copied().collect();
+    let placed = &linearized[..states.len()];
+    let mut blocks = Vec::new();
+    let mut current = Vec::new();
+    for (&i, state) in placed.iter().zip(states) {
+        if wanted.contains(&i) {
+            current.push(i);
+        }
+        if *state == kh.init && !current.is_empty() {
+            blocks.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        blocks.push(current);
+    }
+    let placed: rustc_hash::FxHashSet<usize> = placed.iter().copied().collect();
+    blocks.extend(
+        before
+            .iter()
+            .filter(|i| !placed.contains(i))
+            .map(|&i| vec![i]),
+    );
+    blocks
 }
 
 /// Delta debugging: removes chunks of `window` while `still_fails` holds, halving the chunk

@@ -260,6 +260,7 @@ fn jepsen_log_fields_may_be_separated_by_any_blanks() {
         "INFO  jepsen.util - 1 :invoke :read nil\nINFO  jepsen.util - 1 :ok :read\n",
         "INFO  jepsen.util - 1 :invoke :read nil\nINFO  jepsen.util - 1 :done :read 2\n",
         "INFO  jepsen.util - 1 :invoke :read nil\nINFO  jepsen.util - 1 :ok :read [2\n",
+        "INFO  jepsen.util - 1 :invoke :read nil\nINFO  jepsen.util - 1x\t:ok\t:read\t2\n",
     ] {
         let err = format::parse_str("e.log", bad, Format::JepsenLog)
             .unwrap_err()

@@ -638,3 +638,79 @@ fn a_mutex_double_acquisition_gets_a_window_of_a_few_operations() {
     assert_eq!(again.verdict, Invalid);
     assert_eq!(again.failures[0].culprit.index, failure.culprit.index);
 }
+
+/// A long queue history (each element enqueued and dequeued in turn) that ends in a dequeue of
+/// an element already dequeued: shrinking by whole enqueue/dequeue pairs gets the window down
+/// to the element's enqueue, its first dequeue and the culprit.
+#[test]
+fn a_queue_double_dequeue_gets_a_window_of_a_few_operations() {
+    let mut text = String::new();
+    for n in 0..60 {
+        let (p, q) = (n % 5, (n + 1) % 5);
+        text += &format!("{p} invoke enqueue {n}\n{p} ok enqueue {n}\n");
+        text += &format!("{q} invoke dequeue nil\n{q} ok dequeue {n}\n");
+    }
+    text += "0 invoke enqueue 60\n0 ok enqueue 60\n1 invoke dequeue nil\n1 ok dequeue 59\n";
+    let report = check("fifo-queue", &h(&text));
+    assert_eq!(report.verdict, Invalid);
+    let failure = &report.failures[0];
+    assert!(
+        failure.window.len() <= 4,
+        "window of {} operations: {:?}",
+        failure.window.len(),
+        failure.window
+    );
+    let window = faultline_checker::History::from_events("window", failure.window_events.clone());
+    let again = check("fifo-queue", &window);
+    assert_eq!(again.verdict, Invalid);
+    assert_eq!(again.failures[0].culprit.index, failure.culprit.index);
+}
+
+/// A stale read in a transaction: the window keeps the write of the value read (dropping it
+/// would fail for another reason, "nobody wrote it"), and a value never written is reported at
+/// once, naming the register.
+#[test]
+fn multi_register_windows_keep_the_writer_of_what_was_read() {
+    let stale = "
+        0 invoke txn [[:write :x 1]]
+        0 ok txn [[:write :x 1]]
+        0 invoke txn [[:write :x 2]]
+        0 ok txn [[:write :x 2]]
+        1 invoke txn [[:read :x nil]]
+        1 ok txn [[:read :x 1]]
+    ";
+    let r = multi(json!({"x": 0}), NilReads::Value, stale);
+    assert_eq!(r.verdict, Invalid);
+    assert_eq!(r.failures[0].window.len(), 3, "{:?}", r.failures[0].window);
+    let never = stale.replace("[[:read :x 1]]", "[[:read :x 7]]");
+    let r = multi(json!({"x": 0}), NilReads::Value, &never);
+    assert_eq!(r.verdict, Invalid);
+    assert_eq!(
+        r.failures[0].sentence,
+        "txn read 7 from \"x\", but no transaction ever wrote it"
+    );
+}
+
+/// A mutex window keeps every release in progress between the acquisitions it shows: here a
+/// release overlaps both acquisitions, so the two acquisitions alone would tell a story the
+/// history does not have.
+#[test]
+fn mutex_windows_keep_releases_in_progress_between_their_acquisitions() {
+    let text = "
+        0 invoke acquire nil
+        0 ok acquire nil
+        1 invoke acquire nil
+        0 invoke release nil
+        2 invoke acquire nil
+        0 ok release nil
+        1 ok acquire nil
+        2 ok acquire nil
+    ";
+    let report = check("mutex", &h(text));
+    assert_eq!(report.verdict, Invalid);
+    let window = &report.failures[0].window;
+    assert!(
+        window.iter().any(|op| op.f == "release"),
+        "the release was dropped: {window:?}"
+    );
+}

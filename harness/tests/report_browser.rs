@@ -259,11 +259,14 @@ fn a_valid_run_reads_in_a_browser() {
     assert!(dom.contains("id=\"leaders\""), "no leader table");
     let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
     assert!(
-        junit.contains("tests=\"2\" failures=\"0\" errors=\"0\""),
+        junit.contains("tests=\"4\" failures=\"0\" errors=\"0\""),
         "{junit}"
     );
-    // One case per check: the history's and the replicas' convergence.
-    assert!(junit.contains("name=\"convergence\""), "{junit}");
+    // One case per check: the history's, the replicas' convergence, the election check and
+    // the cluster's health.
+    for check in ["convergence", "election", "cluster-health"] {
+        assert!(junit.contains(&format!("name=\"{check}\"")), "{junit}");
+    }
     assert!(
         junit.contains("name=\"linearizable (cas-register)\""),
         "{junit}"
@@ -366,7 +369,7 @@ fn an_invalid_run_shows_its_counterexample_in_a_browser() {
 
     let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
     assert!(
-        junit.contains("tests=\"2\" failures=\"1\" errors=\"0\""),
+        junit.contains("tests=\"4\" failures=\"1\" errors=\"0\""),
         "{junit}"
     );
     assert!(

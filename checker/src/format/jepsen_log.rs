@@ -13,9 +13,9 @@
 //! the line is the value (up to a tab: Jepsen logs an operation's error after its value).
 //!
 //! Which lines are operations: a `jepsen.util` line whose first field is a process (an integer
-//! or `:nemesis`). Other lines are other log output and are skipped (and counted); a line that
-//! starts like an operation but does not parse is an error naming the line, so no operation is
-//! lost silently.
+//! or `:nemesis`) or whose second is a type (`:invoke`, `:ok`, `:fail`, `:info`). Other lines
+//! are other log output and are skipped (and counted); an operation line that does not parse
+//! is an error naming the line, so no operation is lost silently.
 
 use crate::error::HistoryError;
 use crate::history::{Event, EventType, History, Process};
@@ -38,7 +38,11 @@ pub(super) fn operation_fields(line: &str) -> Option<(&str, &str)> {
     let (process, rest) = next_field(after);
     let is_process = process == ":nemesis"
         || (!process.is_empty() && process.bytes().all(|b| b.is_ascii_digit()));
-    is_process.then_some((process, rest))
+    // A line whose second field is an operation type is an operation even when its process
+    // is garbled: it must be an error, not skipped.
+    let (kind, _) = next_field(rest);
+    let is_type = matches!(kind, ":invoke" | ":ok" | ":fail" | ":info");
+    (is_process || is_type).then_some((process, rest))
 }
 
 /// The first blank-separated field of `s` and what follows it.
@@ -64,7 +68,7 @@ pub fn parse(source: &str, text: &str) -> Result<(History, Vec<String>), History
             ":nemesis" => Process::Nemesis,
             p => Process::Client(p.parse().map_err(|_| {
                 err(format!(
-                    "the process {:?} is too large",
+                    "the process must be a non-negative integer or :nemesis, got {:?}",
                     crate::text::for_terminal(p)
                 ))
             })?),

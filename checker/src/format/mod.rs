@@ -70,44 +70,36 @@ pub struct Parsed {
     pub warnings: Vec<String>,
 }
 
-/// Guesses the format from the first significant line of `text`: `[`, `(` or `{:` is EDN, `{"`
-/// is JSONL; anything else (or `[` of a bracketed timestamp) is a Jepsen console log if any line
-/// of it is a `jepsen.util` operation (a console log may print pages of set-up output before its
-/// first operation).
+/// Guesses the format from the first significant line of `text`: `{"` is JSONL; a text with
+/// any `jepsen.util` operation line is a Jepsen console log (a console log may print pages of
+/// set-up output, even EDN maps, before its first operation); otherwise `[`, `(`, `#jepsen`
+/// or `{:` is EDN.
 pub fn detect(source: &str, text: &str) -> Result<Format, HistoryError> {
-    let console_log = || {
-        text.lines()
-            .any(|l| jepsen_log::operation_fields(l).is_some())
-    };
-    for line in text.lines() {
-        let t = line.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
-        if t.is_empty() || t.starts_with(';') {
-            continue;
+    let first = text
+        .lines()
+        .map(|line| line.trim_start_matches(|c: char| c.is_whitespace() || c == ','))
+        .find(|t| !t.is_empty() && !t.starts_with(';'))
+        .unwrap_or("");
+    if let Some(rest) = first.strip_prefix('{') {
+        let rest = rest.trim_start();
+        if rest.starts_with('"') || rest.starts_with('}') {
+            return Ok(Format::Jsonl);
         }
-        if t.starts_with('[') {
-            // An EDN vector, or a log layout that starts with a bracketed timestamp.
-            return Ok(if console_log() {
-                Format::JepsenLog
-            } else {
-                Format::Edn
-            });
-        }
-        if t.starts_with('(') || t.starts_with("#jepsen") {
-            return Ok(Format::Edn);
-        }
-        if let Some(rest) = t.strip_prefix('{') {
-            let rest = rest.trim_start();
-            if rest.starts_with('"') || rest.starts_with('}') {
-                return Ok(Format::Jsonl);
-            }
-            if rest.starts_with(':') {
-                return Ok(Format::Edn);
-            }
-        }
-        break;
     }
-    if console_log() {
+    if text
+        .lines()
+        .any(|l| jepsen_log::operation_fields(l).is_some())
+    {
         return Ok(Format::JepsenLog);
+    }
+    let edn = first.starts_with('[')
+        || first.starts_with('(')
+        || first.starts_with("#jepsen")
+        || first
+            .strip_prefix('{')
+            .is_some_and(|rest| rest.trim_start().starts_with(':'));
+    if edn {
+        return Ok(Format::Edn);
     }
     Err(HistoryError::whole(
         source,

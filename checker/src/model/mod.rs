@@ -210,6 +210,16 @@ pub trait Model: Send + Sync {
         None
     }
 
+    /// Whether a failure's window, `kept` (sorted positions in `view.ops`, the culprit
+    /// included), keeps every operation of the key that could change the story it tells.
+    /// Windows are shrunk by dropping operations while the rest still fails at the culprit;
+    /// for some models dropping an operation can itself cause a failure the real history does
+    /// not have (a dropped release makes the next acquire fail). [`Model::unexplained`] guards
+    /// against that for values read; this guards the rest. `true` (the default) adds nothing.
+    fn window_keeps_enough(&self, _view: &KeyView<'_, Self::Op>, _kept: &[usize]) -> bool {
+        true
+    }
+
     /// One plain sentence saying why `view.ops[culprit]` (the operation the search could not
     /// place) cannot be linearized, when the model can say more than the generic explanation. The sentence must
     /// be a proof a reader can check, not a guess: return `None` when unsure.

@@ -26,7 +26,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Model, ModelOp, RawOp};
+use super::{KeyView, Model, ModelOp, RawOp};
 use crate::value::{ValueId, ValueTable};
 
 /// The `multi-register` model.
@@ -61,7 +61,8 @@ pub enum Micro {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Txn(Box<[Micro]>);
 
-/// The registers' values, sorted by register; a register not listed holds nil.
+/// The registers' values, sorted by register; a register not listed holds nil, and one that
+/// holds nil is never listed, so equal maps are equal states.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Registers {
     values: Vec<(ValueId, ValueId)>,
@@ -78,7 +79,11 @@ impl Registers {
 
     fn set(&mut self, register: ValueId, value: ValueId) {
         match self.values.binary_search_by_key(&register, |&(r, _)| r) {
+            Ok(i) if value == self.nil => {
+                self.values.remove(i);
+            }
             Ok(i) => self.values[i].1 = value,
+            Err(_) if value == self.nil => {}
             Err(i) => self.values.insert(i, (register, value)),
         }
     }
@@ -277,6 +282,67 @@ impl Model for MultiRegister {
             .map(|&(r, v)| format!("{} {}", values.render(r), values.render(v)))
             .collect();
         format!("{{{}}}", parts.join(", "))
+    }
+
+    /// An `ok` transaction that read a value into a register which is not the register's
+    /// initial value and which no transaction invoked before it completed wrote there (its own
+    /// earlier writes aside, which `step` checks). Sound: such a value cannot be in the
+    /// register at any moment the transaction could take effect. Also what keeps a failure's
+    /// window from dropping the writer of a value read.
+    fn unexplained(&self, view: &KeyView<'_, Txn>, init: &Registers) -> Option<(usize, String)> {
+        let (ops, values) = (view.ops, view.values);
+        // Earliest invocation of a write of each (register, value).
+        let mut first: rustc_hash::FxHashMap<(ValueId, ValueId), u32> = Default::default();
+        for op in ops {
+            for m in op.op.0.iter() {
+                if let Micro::Write { register, value } = *m {
+                    let call = first.entry((register, value)).or_insert(op.call);
+                    *call = (*call).min(op.call);
+                }
+            }
+        }
+        let mut worst: Option<(u32, usize, ValueId, ValueId)> = None;
+        for (i, op) in ops.iter().enumerate() {
+            let Some(ret) = op.ret else { continue };
+            if worst.is_some_and(|(r, ..)| r <= ret) {
+                continue;
+            }
+            let mut written = Vec::new();
+            for m in op.op.0.iter() {
+                match *m {
+                    Micro::Write { register, .. } => written.push(register),
+                    Micro::Read {
+                        register,
+                        value: Some(v),
+                    } if !written.contains(&register)
+                        && init.get(register) != v
+                        && first.get(&(register, v)).is_none_or(|&call| call > ret) =>
+                    {
+                        worst = Some((ret, i, register, v));
+                        break;
+                    }
+                    Micro::Read { .. } => {}
+                }
+            }
+        }
+        let (_, i, register, v) = worst?;
+        let ever = ops
+            .iter()
+            .any(|op| op.op.0.contains(&Micro::Write { register, value: v }));
+        let of = view.key.map(|k| format!(" of {k}")).unwrap_or_default();
+        let why = if ever {
+            "no transaction writing it had even begun when it completed"
+        } else {
+            "no transaction ever wrote it"
+        };
+        Some((
+            i,
+            format!(
+                "txn{of} read {} from {}, but {why}",
+                values.render(v),
+                values.render(register)
+            ),
+        ))
     }
 
     /// Drops indeterminate read-only transactions: they change nothing, and nobody saw what

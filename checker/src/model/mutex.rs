@@ -71,6 +71,25 @@ impl Model for Mutex {
         if *held { "held" } else { "free" }.to_string()
     }
 
+    /// A window must keep every release that was in progress during it (from the first call
+    /// of its operations to the last return): any of them may have freed the lock between two
+    /// acquisitions the window shows.
+    fn window_keeps_enough(&self, view: &KeyView<'_, MutexOp>, kept: &[usize]) -> bool {
+        let ops = view.ops;
+        let from = kept.iter().map(|&i| ops[i].call).min().unwrap_or(0);
+        let to = kept
+            .iter()
+            .map(|&i| ops[i].ret.unwrap_or(u32::MAX))
+            .max()
+            .unwrap_or(0);
+        !ops.iter().enumerate().any(|(i, r)| {
+            matches!(r.op, MutexOp::Release { .. })
+                && r.call < to
+                && r.ret.is_none_or(|ret| ret > from)
+                && kept.binary_search(&i).is_err()
+        })
+    }
+
     /// Two successful acquisitions with no release between them. Both took effect somewhere
     /// between the earlier call and the later return; whichever came second found the lock
     /// held unless a release took effect in between, and a release can take effect only

@@ -231,6 +231,9 @@ fn plan(args: &ReportArgs) -> Result<(Inputs, PathBuf), String> {
         }
         None => None,
     };
+    if args.nil_reads != "auto" && args.model.is_none() {
+        return Err("--nil-reads needs --model".to_string());
+    }
     let nil_reads = match args.nil_reads.as_str() {
         "auto" => None,
         name => Some(
