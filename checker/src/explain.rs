@@ -19,12 +19,22 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::check::{replay, search_subset, summarize, KeyHistory, SubsetOutcome, Unexplained};
 use crate::history::{History, Operation};
+use crate::key::{replay, search_subset, summarize, KeyHistory, SubsetOutcome};
 use crate::model::Model;
 use crate::search::{Limits, SearchStats};
 use crate::verdict::{Failure, LinearizationStep};
-use crate::CheckOptions;
+
+/// A key found not linearizable, before it is explained.
+pub(crate) struct Unexplained<M: Model> {
+    pub kh: KeyHistory<M>,
+    /// Index into `kh.ops` of the operation that cannot be linearized.
+    pub culprit: usize,
+    /// The longest partial linearization found (indices into `kh.ops`).
+    pub linearized: Vec<usize>,
+    /// Set when the pre-check found it: its sentence, and the culprit alone is the window.
+    pub precheck: Option<String>,
+}
 
 /// Budget for shrinking one key's window.
 const WINDOW_BUDGET: Duration = Duration::from_secs(3);
@@ -39,7 +49,7 @@ pub(crate) fn explain<M: Model>(
     history: &History,
     operations: &[Operation],
     u: &Unexplained<M>,
-    options: &CheckOptions,
+    minimize: bool,
     limits: &Limits<'_>,
 ) -> Failure {
     let kh = &u.kh;
@@ -48,7 +58,7 @@ pub(crate) fn explain<M: Model>(
         // Nothing could explain the culprit's result: it fails on its own.
         Some(sentence) => (vec![u.culprit], sentence.clone()),
         None => {
-            let window = if options.explain {
+            let window = if minimize {
                 minimal_window(model, kh, u.culprit, &u.linearized, limits)
             } else {
                 vec![u.culprit]

@@ -28,6 +28,7 @@ pub mod verdict;
 
 mod check;
 mod explain;
+mod key;
 mod search;
 mod visited;
 

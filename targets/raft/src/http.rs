@@ -17,8 +17,8 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::events::{ClientReply, Event};
 use crate::kv::NULL;
-use crate::node::{ClientReply, Event};
 use crate::replica::{Request, Response as Answer};
 
 /// Largest request body accepted.

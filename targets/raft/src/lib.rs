@@ -8,14 +8,16 @@
 //! - [`replica`]: core + state machine + client-request bookkeeping + the switchable [`bugs`],
 //!   still deterministic, so the [`sim`]ulation tests exactly what answers clients;
 //! - [`storage`]: write-ahead log and snapshots on disk;
-//! - [`transport`], [`http`], [`node`]: the process — TCP links to peers, the HTTP API, and the
-//!   tokio event loop that turns real time into ticks.
+//! - [`transport`], [`events`], [`http`], [`node`]: the process — TCP links to peers, the
+//!   inbox of the Raft loop, the HTTP API, and the tokio event loop that turns real time into
+//!   ticks.
 
 pub mod bench;
 pub mod bugs;
 pub mod client;
 pub mod codec;
 pub mod core;
+pub mod events;
 pub mod http;
 pub mod kv;
 pub mod node;
