@@ -178,13 +178,7 @@ fn forget_vote_is_caught_as_two_leaders_in_one_term() {
             "seed {seed}: {} {}",
             r["verdict"], r["explanation"][0]
         ));
-        let check = r["checks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["name"] == "election")
-            .cloned()
-            .expect("an election check");
+        let check = check_named(&r, "election");
         if check["verdict"] != "invalid" {
             continue;
         }
@@ -276,13 +270,7 @@ fn efficacy_is_recorded_and_max_recovery_fails_a_run_naming_the_fault() {
         "{summary}"
     );
     // The availability check names the fault whose heal was not followed by a write in time.
-    let check = r["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == "availability")
-        .cloned()
-        .expect("an availability check");
+    let check = check_named(&r, "availability");
     assert_eq!(check["verdict"], "invalid");
     let sentence = check["explanation"][0].as_str().unwrap_or("");
     assert!(
@@ -350,13 +338,7 @@ leader_path = "/status"
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let r = latest(&results);
-    let check = r["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == "cluster-health")
-        .cloned()
-        .expect("a cluster-health check");
+    let check = check_named(&r, "cluster-health");
     assert_eq!(check["verdict"], "invalid", "{check}");
     let sentence = check["explanation"][0].as_str().unwrap_or("");
     assert!(

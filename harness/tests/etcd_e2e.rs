@@ -160,13 +160,7 @@ fn etcd_under_partitions_pauses_and_kills_is_valid_and_serializable_reads_are_ca
     assert_eq!(v["verdict"], "valid", "{v}");
     let ran = v["config"]["nemesis"].as_array().expect("nemesis list");
     assert!(!ran.iter().any(|f| f == "clock"), "{ran:?}");
-    let election = v["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == "election")
-        .cloned()
-        .expect("an election check");
+    let election = check_named(&v, "election");
     assert_eq!(election["verdict"], "valid", "{election}");
     assert!(
         v["election"]["leaderships"].as_u64() >= Some(2),

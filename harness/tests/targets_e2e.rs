@@ -151,11 +151,7 @@ fn a_node_whose_data_differs_is_reported_as_divergence() {
         "{sentence}"
     );
     // Each check keeps its own answer, and CI sees the divergence as its own failing case.
-    let checks = r["checks"].as_array().expect("checks");
-    let convergence = checks
-        .iter()
-        .find(|c| c["name"] == "convergence")
-        .expect("a convergence check");
+    let convergence = check_named(&r, "convergence");
     assert_eq!(convergence["verdict"], "invalid", "{convergence}");
     let junit = std::fs::read_to_string(
         results

@@ -860,6 +860,28 @@ mod tests {
         }
     }
 
+    /// Runs the schedule on `fake` for `seconds` of (virtual) time, then stops it and the
+    /// fake's child processes; what it recorded.
+    async fn run_for(
+        fake: &Fake,
+        config: &NemesisConfig,
+        seconds: u64,
+        children: &mut Vec<std::process::Child>,
+    ) -> Vec<FaultRecord> {
+        let (stop_tx, stop) = watch::channel(false);
+        let record = |_: &str, _: Value| {};
+        let stopper = async {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            let _ = stop_tx.send(true);
+        };
+        let (records, ()) = tokio::join!(run(fake, config, Instant::now(), &record, stop), stopper);
+        for mut c in children.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        records
+    }
+
     /// Fifteen simulated minutes of the default schedule on a fake 5-node cluster: every fault is
     /// healed by the end, leader-aimed faults hit whoever led, `kill-new-leader` kills the
     /// successor, and the lagging follower is let back in only once the leader is cut off.
@@ -877,18 +899,7 @@ mod tests {
             ],
             PartitionKind::ALL,
         );
-        let (stop_tx, stop) = watch::channel(false);
-        let record = |_: &str, _: Value| {};
-        let stopper = async {
-            tokio::time::sleep(Duration::from_secs(900)).await;
-            let _ = stop_tx.send(true);
-        };
-        let (records, ()) =
-            tokio::join!(run(&fake, &config, Instant::now(), &record, stop), stopper);
-        for mut c in children.drain(..) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let records = run_for(&fake, &config, 900, &mut children).await;
         let s = fake.state.lock().unwrap();
         assert!(s.dead.is_empty(), "still dead: {:?}", s.dead);
         assert!(
@@ -982,18 +993,7 @@ mod tests {
             let (mut fake, mut children) = Fake::new(5);
             fake.silent = silent;
             let config = config(&[FaultKind::Kill, FaultKind::Pause], PartitionKind::ALL);
-            let (stop_tx, stop) = watch::channel(false);
-            let record = |_: &str, _: Value| {};
-            let stopper = async {
-                tokio::time::sleep(Duration::from_secs(120)).await;
-                let _ = stop_tx.send(true);
-            };
-            let (records, ()) =
-                tokio::join!(run(&fake, &config, Instant::now(), &record, stop), stopper);
-            for mut c in children.drain(..) {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            let records = run_for(&fake, &config, 120, &mut children).await;
             records
                 .iter()
                 .filter_map(|r| r.scenario_id)

@@ -55,6 +55,18 @@ pub fn latest(results: &Path) -> Value {
     results_json(&latest_run(results))
 }
 
+/// The check named `name` in a run's `results.json` (its own JUnit case); fails the test when
+/// the run has no such check.
+pub fn check_named(results: &Value, name: &str) -> Value {
+    results["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} check in {}", results["checks"]))
+}
+
 /// Waits until a run of `name` under `results` has started recording (its `history.jsonl`
 /// exists), failing the test after `patience`.
 pub fn wait_for_history(results: &Path, name: &str, patience: std::time::Duration) {
