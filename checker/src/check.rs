@@ -92,11 +92,10 @@ pub fn check<M: Model>(
     // Partition by key, in order of first appearance. Failed operations did not happen; they
     // are kept aside only to be named in explanations.
     let mut partitions: Vec<(Option<Value>, Vec<usize>)> = Vec::new();
-    let mut index: FxHashMap<String, usize> = FxHashMap::default();
+    let mut index: FxHashMap<KeyName<'_>, usize> = FxHashMap::default();
     for (i, op) in operations.iter().enumerate() {
         let key = history.events[op.invoke].key.as_ref();
-        let text = key.map(|k| k.to_string()).unwrap_or_default();
-        let slot = *index.entry(text).or_insert_with(|| {
+        let slot = *index.entry(KeyName::of(key)).or_insert_with(|| {
             partitions.push((key.cloned(), Vec::new()));
             partitions.len() - 1
         });
@@ -128,17 +127,20 @@ pub fn check<M: Model>(
 
     // Phase 1: decode every key and run the cheap pre-check, so a violation it can see is
     // reported at once, whatever the other keys cost.
-    let decoded: Vec<Result<KeyHistory<M>, HistoryError>> = par_map(&pool, &order, |&p| {
-        let (key, members) = &partitions[p];
-        decode_key::<M>(
-            model,
-            history,
-            &operations,
-            key.as_ref(),
-            members,
-            options.nil_reads,
-        )
-    });
+    // Decoding costs little per operation: threads pay off only for large histories.
+    let parallel = operations.len() > PARALLEL_DECODE_OPS;
+    let decoded: Vec<Result<KeyHistory<M>, HistoryError>> =
+        par_map(&pool, parallel, &order, |&p| {
+            let (key, members) = &partitions[p];
+            decode_key::<M>(
+                model,
+                history,
+                &operations,
+                key.as_ref(),
+                members,
+                options.nil_reads,
+            )
+        });
     let mut pending = Vec::with_capacity(decoded.len());
     let mut unknown_reads = 0;
     for (rank, kh) in decoded.into_iter().enumerate() {
@@ -157,20 +159,24 @@ pub fn check<M: Model>(
     // budgets growing eightfold, repeating the earlier rounds' work costs under 15%.
     let mut results: Vec<(usize, KeyResult<M>)> = Vec::with_capacity(pending.len());
     let mut budget = FIRST_ROUND_STEPS;
+    let mut parallel = false;
     while !pending.is_empty() {
         let limits = Limits {
             deadline,
             cancel: &cancel,
             cache_bytes: per_thread_cache,
             max_steps: budget,
+            exact_frontier: false,
         };
-        let round: Vec<(usize, KeyResult<M>)> = par_map(&pool, pending, |(rank, kh, precheck)| {
-            let result = check_key(model, kh, precheck, &limits);
-            if options.stop_at_first_failure && matches!(result.outcome, KeyOutcome::Invalid(_)) {
-                cancel.store(true, Ordering::Relaxed);
-            }
-            (rank, result)
-        });
+        let round: Vec<(usize, KeyResult<M>)> =
+            par_map(&pool, parallel, pending, |(rank, kh, precheck)| {
+                let result = check_key(model, kh, precheck, &limits);
+                if options.stop_at_first_failure && matches!(result.outcome, KeyOutcome::Invalid(_))
+                {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                (rank, result)
+            });
         pending = Vec::new();
         for (rank, result) in round {
             match result.outcome {
@@ -188,6 +194,9 @@ pub fn check<M: Model>(
             }
         }
         budget = budget.saturating_mul(8);
+        // The first round decides most keys of most histories in a few microseconds each:
+        // waking threads would cost more. Keys still open after it are worth threads.
+        parallel = true;
     }
     // Keep the per-key list in check order, one entry per key (the last round's decides).
     results.sort_by_key(|(rank, _)| *rank);
@@ -249,8 +258,9 @@ pub fn check<M: Model>(
         cancel: &AtomicBool::new(false),
         cache_bytes: per_thread_cache,
         max_steps: u64::MAX,
+        exact_frontier: true,
     };
-    report.failures = par_map(&pool, failed, |f| {
+    report.failures = par_map(&pool, true, failed, |f| {
         explain::explain(
             model,
             history,
@@ -272,14 +282,37 @@ pub fn check<M: Model>(
     Ok(report)
 }
 
-/// Step budget of the first search round (see `check`).
-const FIRST_ROUND_STEPS: u64 = 1 << 16;
+/// Step budget of the first search round (see `check`), which runs on the calling thread.
+const FIRST_ROUND_STEPS: u64 = 1 << 12;
 
-/// Maps `f` over `items` in parallel (in `pool`, or rayon's global pool), keeping order. A
-/// single item is mapped on the calling thread: most histories have one key, and starting a
-/// thread pool would cost more than checking it.
+/// Histories with more operations than this are decoded on several threads.
+const PARALLEL_DECODE_OPS: usize = 1 << 13;
+
+/// A key, as the partition compares keys: strings borrowed, other values by their JSON text
+/// (so the string `"1"` and the number `1` stay different keys).
+#[derive(PartialEq, Eq, Hash)]
+enum KeyName<'a> {
+    None,
+    Str(&'a str),
+    Other(String),
+}
+
+impl<'a> KeyName<'a> {
+    fn of(key: Option<&'a Value>) -> KeyName<'a> {
+        match key {
+            None => KeyName::None,
+            Some(Value::String(s)) => KeyName::Str(s),
+            Some(other) => KeyName::Other(other.to_string()),
+        }
+    }
+}
+
+/// Maps `f` over `items`, keeping order: in parallel (in `pool`, or rayon's global pool) when
+/// `parallel` is set and there is more than one item, else on the calling thread (most
+/// histories have one key, and waking threads would cost more than checking it).
 fn par_map<T, R, I>(
     pool: &Option<rayon::ThreadPool>,
+    parallel: bool,
     items: I,
     f: impl Fn(T) -> R + Sync + Send,
 ) -> Vec<R>
@@ -289,7 +322,7 @@ where
     R: Send,
 {
     let items: Vec<T> = IntoIterator::into_iter(items).collect();
-    if items.len() <= 1 {
+    if !parallel || items.len() <= 1 {
         return items.into_iter().map(f).collect();
     }
     let run = || items.into_par_iter().map(&f).collect();
@@ -334,6 +367,7 @@ fn check_key<M: Model>(
             culprit,
             linearized: Vec::new(),
             precheck: Some(sentence),
+            frontier_exact: true,
         });
         return result;
     }
@@ -361,6 +395,7 @@ fn check_key<M: Model>(
                 culprit,
                 linearized,
                 precheck: None,
+                frontier_exact: limits.exact_frontier,
             });
         }
         SubsetOutcome::Broken(problem) => {

@@ -34,6 +34,9 @@ pub(crate) struct Unexplained<M: Model> {
     pub linearized: Vec<usize>,
     /// Set when the pre-check found it: its sentence, and the culprit alone is the window.
     pub precheck: Option<String>,
+    /// False when the search that found it was after the verdict only: its culprit and partial
+    /// linearization may stop short of the true frontier, so they are searched again.
+    pub frontier_exact: bool,
 }
 
 /// Budget for shrinking one key's window.
@@ -54,25 +57,26 @@ pub(crate) fn explain<M: Model>(
 ) -> Failure {
     let kh = &u.kh;
     let key_text = kh.key.as_ref().map(crate::text::json_for_terminal);
+    let (culprit, linearized) = exact_frontier(model, u, limits);
     let (window, sentence) = match &u.precheck {
         // Nothing could explain the culprit's result: it fails on its own.
-        Some(sentence) => (vec![u.culprit], sentence.clone()),
+        Some(sentence) => (vec![culprit], sentence.clone()),
         None => {
             let window = if minimize {
-                minimal_window(model, kh, u.culprit, &u.linearized, limits)
+                minimal_window(model, kh, culprit, &linearized, limits)
             } else {
-                vec![u.culprit]
+                vec![culprit]
             };
             let sentence = model
-                .explain(&kh.view(key_text.as_deref(), &kh.ops), u.culprit, &kh.init)
-                .unwrap_or_else(|| generic_sentence(model, kh, u.culprit, &u.linearized));
+                .explain(&kh.view(key_text.as_deref(), &kh.ops), culprit, &kh.init)
+                .unwrap_or_else(|| generic_sentence(model, kh, culprit, &linearized));
             (window, sentence)
         }
     };
 
-    let states = replay(model, kh, &u.linearized);
-    let shown_from = u.linearized.len().saturating_sub(SHOWN_STEPS);
-    let partial_linearization = u.linearized[shown_from..]
+    let states = replay(model, kh, &linearized);
+    let shown_from = linearized.len().saturating_sub(SHOWN_STEPS);
+    let partial_linearization = linearized[shown_from..]
         .iter()
         .zip(&states[shown_from.min(states.len())..])
         .map(|(&i, state)| LinearizationStep {
@@ -92,9 +96,9 @@ pub(crate) fn explain<M: Model>(
 
     Failure {
         key: kh.key.clone(),
-        culprit: summarize(history, &operations[kh.origin[u.culprit]]),
+        culprit: summarize(history, &operations[kh.origin[culprit]]),
         sentence,
-        linearized_count: u.linearized.len(),
+        linearized_count: linearized.len(),
         partial_linearization,
         window: window
             .iter()
@@ -104,6 +108,32 @@ pub(crate) fn explain<M: Model>(
             .into_iter()
             .map(|e| history.events[e].clone())
             .collect(),
+    }
+}
+
+/// The culprit and longest partial linearization of a failure: as found, when the search that
+/// found it kept the true frontier; else from a search that does (the verdict is already
+/// known, so this costs explanation time, not check time). Should that search stop early
+/// (memory), the first one's answer is kept: where that search got stuck.
+fn exact_frontier<M: Model>(
+    model: &M,
+    u: &Unexplained<M>,
+    limits: &Limits<'_>,
+) -> (usize, Vec<usize>) {
+    if u.frontier_exact || u.precheck.is_some() {
+        return (u.culprit, u.linearized.clone());
+    }
+    let all: Vec<usize> = (0..u.kh.ops.len()).collect();
+    let exact = Limits {
+        exact_frontier: true,
+        ..*limits
+    };
+    match search_subset(model, &u.kh, &all, &exact, &mut SearchStats::default()) {
+        SubsetOutcome::NotLinearizable {
+            culprit,
+            linearized,
+        } => (culprit, linearized),
+        _ => (u.culprit, u.linearized.clone()),
     }
 }
 
@@ -156,6 +186,7 @@ pub(crate) fn minimal_window<M: Model>(
             cancel: &cancel,
             cache_bytes: limits.cache_bytes.min(64 << 20),
             max_steps: u64::MAX,
+            exact_frontier: true,
         };
         matches!(
             search_subset(model, kh, &subset, &trial, &mut stats),

@@ -15,6 +15,9 @@
 const EMPTY: u128 = 0;
 const SLOT_BYTES: usize = std::mem::size_of::<u128>();
 const MIN_SLOTS: usize = 1 << 10;
+/// Slots of a new set: most keys' searches visit a few dozen configurations, and zeroing a
+/// larger table for each would cost more than their search.
+const INITIAL_SLOTS: usize = 1 << 6;
 /// Longest probe sequence. At half load a run this long is vanishingly rare, so in practice
 /// it only matters once the table is at its budget.
 const MAX_PROBE: usize = 32;
@@ -35,8 +38,8 @@ impl VisitedSet {
         // The largest power of two not above the budget.
         let max_slots = 1usize << (usize::BITS - 1 - cap.leading_zeros());
         VisitedSet {
-            slots: vec![EMPTY; MIN_SLOTS],
-            mask: MIN_SLOTS - 1,
+            slots: vec![EMPTY; INITIAL_SLOTS],
+            mask: INITIAL_SLOTS - 1,
             len: 0,
             max_slots,
             evictions: 0,

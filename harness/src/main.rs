@@ -19,6 +19,11 @@ mod test;
 
 use exit::EXIT_BAD_INPUT;
 
+/// The checker allocates many small, short-lived strings and tables per key; mimalloc serves
+/// them about a third faster than glibc's allocator (measured on the kv histories).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "faultline", version, about, long_about = None)]
 struct Cli {

@@ -109,6 +109,18 @@ impl Model for KvAppend {
         }
     }
 
+    fn is_read(&self, op: &KvOp) -> bool {
+        matches!(op, KvOp::Get(_))
+    }
+
+    /// Without puts a key only grows: a get of `v` is still possible iff `v` extends it.
+    fn may_read_later(&self, state: &String, op: &KvOp) -> bool {
+        match op {
+            KvOp::Get(Some(v)) => v.starts_with(state.as_str()),
+            _ => true,
+        }
+    }
+
     fn state_bytes(&self, state: &String) -> usize {
         std::mem::size_of::<String>() + state.capacity()
     }

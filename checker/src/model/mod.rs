@@ -176,6 +176,23 @@ pub trait Model: Send + Sync {
         None
     }
 
+    /// True for a *read*: an operation that never changes the state, in any state. The search
+    /// linearizes an `ok` read as soon as it is allowed, without trying other orders (see
+    /// `search`, rule 5). `false` (the default) is always safe.
+    fn is_read(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
+    /// For objects that only grow until a blind write ([`Model::overwrites`]): whether the
+    /// read `op` could still be allowed in `state` or in any state reached from it by
+    /// operations that are not blind writes. The search asks only when no blind write is left
+    /// to place, and abandons an order as soon as a read it must still place becomes
+    /// impossible. `true` (the default) prunes nothing; returning `false` wrongly would hide
+    /// linearizations, so return it only with a proof.
+    fn may_read_later(&self, _state: &Self::State, _op: &Self::Op) -> bool {
+        true
+    }
+
     /// Approximate memory held by a state, heap included, in bytes. The checker interns every
     /// state it meets and counts them against its memory budget.
     fn state_bytes(&self, _state: &Self::State) -> usize {

@@ -148,6 +148,10 @@ impl Model for Register {
         matches!(op, RegisterOp::Write(_))
     }
 
+    fn is_read(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Read(_))
+    }
+
     fn memoize_steps(&self) -> bool {
         // A step is a couple of integer comparisons: cheaper than a memo lookup.
         false

@@ -84,6 +84,21 @@ impl Model for SetModel {
         }
     }
 
+    fn is_read(&self, op: &SetOp) -> bool {
+        matches!(op, SetOp::Read(_))
+    }
+
+    /// A set only grows: a read is still possible iff it holds every member already there.
+    fn may_read_later(&self, state: &Vec<ValueId>, op: &SetOp) -> bool {
+        match op {
+            SetOp::Read(Some(members)) => {
+                state.len() <= members.len()
+                    && state.iter().all(|x| members.binary_search(x).is_ok())
+            }
+            _ => true,
+        }
+    }
+
     fn state_bytes(&self, state: &Vec<ValueId>) -> usize {
         std::mem::size_of::<Vec<ValueId>>() + 4 * state.capacity()
     }
