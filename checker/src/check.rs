@@ -260,7 +260,7 @@ pub fn check<M: Model>(
         max_steps: u64::MAX,
         exact_frontier: true,
     };
-    report.failures = par_map(&pool, true, failed, |f| {
+    let outcomes: Vec<Result<_, UnknownKey>> = par_map(&pool, true, failed, |f| {
         explain::explain(
             model,
             history,
@@ -270,6 +270,17 @@ pub fn check<M: Model>(
             &explain_limits,
         )
     });
+    for e in outcomes {
+        match e {
+            Ok(failure) => report.failures.push(failure),
+            Err(unknown) => {
+                if let Some(k) = report.per_key.iter_mut().find(|k| k.key == unknown.key) {
+                    k.verdict = Verdict::Unknown;
+                }
+                report.unknown.push(unknown);
+            }
+        }
+    }
     report.explain_time = explained.elapsed();
     report.failures.sort_by_key(|f| f.culprit.index);
     report.verdict = if !report.failures.is_empty() {
@@ -395,7 +406,8 @@ fn check_key<M: Model>(
                 culprit,
                 linearized,
                 precheck: None,
-                frontier_exact: limits.exact_frontier,
+                // Without a move dropped by rule 6, the frontier is the true one.
+                frontier_exact: limits.exact_frontier || result.stats.growth_prunes == 0,
             });
         }
         SubsetOutcome::Broken(problem) => {

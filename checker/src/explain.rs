@@ -23,7 +23,7 @@ use crate::history::{History, Operation};
 use crate::key::{replay, search_subset, summarize, KeyHistory, SubsetOutcome};
 use crate::model::Model;
 use crate::search::{Limits, SearchStats};
-use crate::verdict::{Failure, LinearizationStep};
+use crate::verdict::{Failure, LinearizationStep, UnknownKey};
 
 /// A key found not linearizable, before it is explained.
 pub(crate) struct Unexplained<M: Model> {
@@ -39,6 +39,9 @@ pub(crate) struct Unexplained<M: Model> {
     pub frontier_exact: bool,
 }
 
+/// Budget for finding the exact culprit again when the check's search was after the verdict
+/// only (see [`exact_frontier`]).
+const CULPRIT_BUDGET: Duration = Duration::from_secs(5);
 /// Budget for shrinking one key's window.
 const WINDOW_BUDGET: Duration = Duration::from_secs(3);
 /// Budget for one trial search while shrinking.
@@ -46,7 +49,9 @@ const TRIAL_BUDGET: Duration = Duration::from_millis(300);
 /// Steps of the partial linearization included in reports.
 const SHOWN_STEPS: usize = 100;
 
-/// Turns a key found not linearizable into a reportable [`Failure`].
+/// Turns a key found not linearizable into a reportable [`Failure`]; or, should the search
+/// for its exact culprit find a linearization after all (a bug in faultline), into an unknown
+/// key that says so rather than a verdict it cannot stand behind.
 pub(crate) fn explain<M: Model>(
     model: &M,
     history: &History,
@@ -54,10 +59,18 @@ pub(crate) fn explain<M: Model>(
     u: &Unexplained<M>,
     minimize: bool,
     limits: &Limits<'_>,
-) -> Failure {
+) -> Result<Failure, UnknownKey> {
     let kh = &u.kh;
     let key_text = kh.key.as_ref().map(crate::text::json_for_terminal);
-    let (culprit, linearized) = exact_frontier(model, u, limits);
+    let (culprit, linearized) = exact_frontier(model, u, limits).map_err(|problem| UnknownKey {
+        key: kh.key.clone(),
+        reason: format!(
+            "internal error: the check's two searches disagree ({problem}); please report \
+             this history"
+        ),
+        linearized: 0,
+        operations: kh.ops.len(),
+    })?;
     let (window, sentence) = match &u.precheck {
         // Nothing could explain the culprit's result: it fails on its own.
         Some(sentence) => (vec![culprit], sentence.clone()),
@@ -94,7 +107,7 @@ pub(crate) fn explain<M: Model>(
     }
     window_events.sort_unstable();
 
-    Failure {
+    Ok(Failure {
         key: kh.key.clone(),
         culprit: summarize(history, &operations[kh.origin[culprit]]),
         sentence,
@@ -108,32 +121,38 @@ pub(crate) fn explain<M: Model>(
             .into_iter()
             .map(|e| history.events[e].clone())
             .collect(),
-    }
+    })
 }
 
 /// The culprit and longest partial linearization of a failure: as found, when the search that
 /// found it kept the true frontier; else from a search that does (the verdict is already
 /// known, so this costs explanation time, not check time). Should that search stop early
-/// (memory), the first one's answer is kept: where that search got stuck.
+/// ([`CULPRIT_BUDGET`], memory), the first one's answer is kept: where that search got
+/// stuck. Should it find a linearization, the two searches disagree: an error.
 fn exact_frontier<M: Model>(
     model: &M,
     u: &Unexplained<M>,
     limits: &Limits<'_>,
-) -> (usize, Vec<usize>) {
+) -> Result<(usize, Vec<usize>), String> {
     if u.frontier_exact || u.precheck.is_some() {
-        return (u.culprit, u.linearized.clone());
+        return Ok((u.culprit, u.linearized.clone()));
     }
     let all: Vec<usize> = (0..u.kh.ops.len()).collect();
     let exact = Limits {
         exact_frontier: true,
+        deadline: Some(Instant::now() + CULPRIT_BUDGET),
         ..*limits
     };
     match search_subset(model, &u.kh, &all, &exact, &mut SearchStats::default()) {
         SubsetOutcome::NotLinearizable {
             culprit,
             linearized,
-        } => (culprit, linearized),
-        _ => (u.culprit, u.linearized.clone()),
+        } => Ok((culprit, linearized)),
+        SubsetOutcome::Stopped { .. } => Ok((u.culprit, u.linearized.clone())),
+        SubsetOutcome::Linearizable => {
+            Err("the search without rule 6 found a linearization".to_string())
+        }
+        SubsetOutcome::Broken(problem) => Err(problem),
     }
 }
 

@@ -144,12 +144,10 @@ fn verify_witness<M: Model>(
             ));
         }
         latest_call = latest_call.max(op.call);
-        let refused = || format!("operation {k} is not allowed where it was placed");
-        match model.observe(&state, &op.op) {
-            Some(true) => {}
-            Some(false) => return Err(refused()),
-            None => state = model.step(&state, &op.op).ok_or_else(refused)?,
-        }
+        // `step`, not the search's `observe` fast path: the witness is checked independently.
+        state = model
+            .step(&state, &op.op)
+            .ok_or_else(|| format!("operation {k} is not allowed where it was placed"))?;
     }
     if let Some(k) = (0..kept.len()).find(|&k| !seen[k] && chosen[kept[k]].is_ok()) {
         return Err(format!("ok operation {k} missing from the linearization"));
@@ -424,8 +422,8 @@ mod tests {
     /// random point inside its interval (so the history is linearizable), then, half the time,
     /// one read is given what the object held at another operation's point (so it may not be).
     fn history(object: Object, rng: &mut Rng) -> History {
-        let clients = 3 + rng.below(10);
-        let count = 20 + rng.below(60) as usize;
+        let clients = 3 + rng.below(8);
+        let count = 20 + rng.below(40) as usize;
         let mut free_at = vec![0u64; clients as usize];
         // A client whose operation was lost goes on as a new process, as in Jepsen.
         let mut process: Vec<u64> = (0..clients).collect();
@@ -521,7 +519,7 @@ mod tests {
         History::from_events("generated", events)
     }
 
-    /// `Some(true)`: linearizable; `None`: the step budget ran out.
+    /// `Some(true)`: linearizable; `None`: the step or memory budget ran out.
     fn verdict<M: Model>(model: &M, history: &History, exact_frontier: bool) -> Option<bool> {
         let operations = history.operations().ok()?;
         let members: Vec<usize> = (0..operations.len()).collect();
@@ -545,7 +543,7 @@ mod tests {
 
     fn agree(object: Object, seed: u64) {
         let mut rng = Rng(seed);
-        let (mut valid, mut invalid) = (0, 0);
+        let (mut valid, mut invalid, mut undecided) = (0, 0, 0);
         for round in 0..1500 {
             let h = history(object, &mut rng);
             let (pruned, exact) = match object {
@@ -555,18 +553,23 @@ mod tests {
                 }
                 Object::Set => (verdict(&SetModel, &h, false), verdict(&SetModel, &h, true)),
             };
-            if let (Some(p), Some(e)) = (pruned, exact) {
-                assert_eq!(p, e, "round {round}: with rule 6 {p}, without {e}");
-                if e {
-                    valid += 1;
-                } else {
-                    invalid += 1;
+            match (pruned, exact) {
+                (Some(p), Some(e)) => {
+                    assert_eq!(p, e, "round {round}: with rule 6 {p}, without {e}");
+                    if e {
+                        valid += 1;
+                    } else {
+                        invalid += 1;
+                    }
                 }
+                _ => undecided += 1,
             }
         }
+        // Both verdicts well represented, and nearly every history decided both ways (the
+        // search without rule 6 runs out of memory on a few: rounds that prove nothing).
         assert!(
-            valid > 300 && invalid > 300,
-            "{valid} valid, {invalid} invalid"
+            valid > 300 && invalid > 300 && undecided < 75,
+            "{valid} valid, {invalid} invalid, {undecided} undecided"
         );
     }
 

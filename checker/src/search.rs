@@ -29,7 +29,7 @@
 //! # Indeterminate operations: just-in-time chains
 //! Lost responses are where checkers give up, because an indeterminate operation can be placed
 //! anywhere after its call, so each one doubles the number of orders. faultline limits where
-//! they are tried, by three rules, each sound (it never hides a valid linearization):
+//! they are tried, by four rules, each sound (it never hides a valid linearization):
 //!
 //! 1. **Chains must matter.** In any linearization, group the indeterminate operations into
 //!    *chains*: maximal runs of them, each followed by an `ok` operation `o` (a chain at the very
@@ -104,8 +104,8 @@ pub(crate) trait Stepper {
     fn exhausted(&self) -> bool {
         false
     }
-    /// Whether the read `op` (not yet linearized) can still be allowed in some state that
-    /// follows `state`, given that no blind write is left (see `Model::may_read_later`).
+    /// Whether the read `op` (not yet linearized) can still be allowed in `state` or in a
+    /// state grown from it without blind writes (see `Model::may_read_later`).
     fn may_read_later(&mut self, _state: StateId, _op: usize) -> bool {
         true
     }
@@ -179,6 +179,8 @@ pub(crate) struct SearchStats {
     pub steps: u64,
     pub cache_entries: usize,
     pub cache_evictions: u64,
+    /// Moves rule 6 dropped: when none, a failed search's frontier is exact anyway.
+    pub growth_prunes: u64,
 }
 
 impl SearchStats {
@@ -187,6 +189,7 @@ impl SearchStats {
         total.steps += self.steps;
         total.cache_entries = total.cache_entries.max(self.cache_entries);
         total.cache_evictions += self.cache_evictions;
+        total.growth_prunes += self.growth_prunes;
     }
 }
 
@@ -266,6 +269,7 @@ pub(crate) fn search<S: Stepper>(
     // `ok` reads not yet linearized: when none are left, the reads pass is skipped.
     let mut reads_left = ops.iter().filter(|o| o.read).count();
     let mut growth = GrowthCheck::new(ops);
+    let mut growth_prunes: u64 = 0;
 
     // Frontier bookkeeping: `best_ops` holds the linearization at the best frontier so far;
     // `best_shared` is how much of the current stack is known to equal its prefix, so each new
@@ -326,7 +330,7 @@ pub(crate) fn search<S: Stepper>(
                         best.state = state;
                     }
                 }
-                // Second pass over the same region: indeterminate operations (rule 1 makes
+                // Last pass over the same region: indeterminate operations (rule 1 makes
                 // them useful only as a prefix of some ok operation, so try those first).
                 if info_left > 0 {
                     pass = PASS_INFO;
@@ -403,6 +407,7 @@ pub(crate) fn search<S: Stepper>(
                 && growth.dooms_a_read(&next, &entry_op, &entry_is_return, o, new_state, stepper)
             {
                 moved = None;
+                growth_prunes += 1;
             }
         }
         if let Some((new_state, new_chain)) = moved {
@@ -454,6 +459,7 @@ pub(crate) fn search<S: Stepper>(
         cursor = next[e];
     };
     stats.steps += steps;
+    stats.growth_prunes += growth_prunes;
     stats.cache_entries = stats.cache_entries.max(visited.len());
     stats.cache_evictions += visited.evictions();
     result

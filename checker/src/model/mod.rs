@@ -185,9 +185,9 @@ pub trait Model: Send + Sync {
 
     /// For objects that only grow until a blind write ([`Model::overwrites`]): whether the
     /// read `op` could still be allowed in `state` or in any state reached from it by
-    /// operations that are not blind writes. The search asks only when no blind write is left
-    /// to place, and abandons an order as soon as a read it must still place becomes
-    /// impossible. `true` (the default) prunes nothing; returning `false` wrongly would hide
+    /// operations that are not blind writes. The search asks it of the state a move leaves
+    /// and of the states the blind writes still to place leave, and abandons the move when a
+    /// read it must still place can see none of them (see `search`, rule 6). `true` (the default) prunes nothing; returning `false` wrongly would hide
     /// linearizations, so return it only with a proof.
     fn may_read_later(&self, _state: &Self::State, _op: &Self::Op) -> bool {
         true

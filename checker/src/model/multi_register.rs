@@ -229,11 +229,11 @@ impl Model for MultiRegister {
         Some(next)
     }
 
-    /// A read-only transaction never changes the registers: compare in place.
     fn is_read(&self, op: &Txn) -> bool {
         op.0.iter().all(|m| matches!(m, Micro::Read { .. }))
     }
 
+    /// A read-only transaction never changes the registers: compare in place.
     fn observe(&self, state: &Registers, op: &Txn) -> Option<bool> {
         let mut allowed = true;
         for m in op.0.iter() {
