@@ -80,6 +80,24 @@ pub struct Report {
     pub unknown_reads: usize,
 }
 
+impl Report {
+    /// The sentence saying how many reads of nil counted as reads of unknown value, if any.
+    pub fn unknown_reads_note(&self) -> Option<String> {
+        let n = self.unknown_reads;
+        (n > 0).then(|| {
+            let (reads, what) = if n == 1 {
+                ("1 read of nil".to_string(), "a read of unknown value")
+            } else {
+                (format!("{n} reads of nil"), "reads of unknown value")
+            };
+            format!(
+                "{reads} treated as {what}, as Knossos does; --nil-reads value to treat them as \
+                 values"
+            )
+        })
+    }
+}
+
 /// Why one key's history is not linearizable.
 #[derive(Clone, Debug, Serialize)]
 pub struct Failure {

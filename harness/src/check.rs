@@ -12,7 +12,7 @@ use faultline_checker::{
 };
 use serde_json::{json, Value};
 
-use crate::exit::{EXIT_BAD_INPUT, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
+use crate::exit::{exit_code, EXIT_BAD_INPUT};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -98,7 +98,7 @@ struct Plan {
     format: Option<Format>,
     independent: Independent,
     options: CheckOptions,
-    /// `None`: decided per file by its format (see [`nil_reads_for`]).
+    /// `None`: decided per file by its format (see [`Format::default_nil_reads`]).
     nil_reads: Option<NilReads>,
     window_dir: PathBuf,
 }
@@ -145,17 +145,13 @@ pub fn run(args: CheckArgs) -> ExitCode {
     if bad_input {
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    ExitCode::from(match Verdict::combine(verdicts) {
-        Verdict::Valid => EXIT_VALID,
-        Verdict::Invalid => EXIT_INVALID,
-        Verdict::Unknown => EXIT_UNKNOWN,
-    })
+    ExitCode::from(exit_code(Verdict::combine(verdicts)))
 }
 
 fn plan(args: &CheckArgs) -> Result<Plan, String> {
     let initial = match &args.initial {
         None => None,
-        Some(text) => Some(parse_value(text).map_err(|e| format!("--initial: {e}"))?),
+        Some(text) => Some(format::parse_value(text).map_err(|e| format!("--initial: {e}"))?),
     };
     let spec = ModelSpec::from_name(&args.model, initial).map_err(|e| format!("--model: {e}"))?;
     let format = match args.format.as_str() {
@@ -224,42 +220,10 @@ fn plan(args: &CheckArgs) -> Result<Plan, String> {
     })
 }
 
-/// Parses a value given on the command line: JSON first, then EDN (`nil`, keywords, vectors).
-pub fn parse_value(text: &str) -> Result<Value, String> {
-    if let Ok(v) = serde_json::from_str::<Value>(text) {
-        return Ok(v);
-    }
-    match edn_value(text) {
-        Some(v) => Ok(v),
-        None => Err(format!(
-            "{:?} is neither JSON nor EDN (examples: null, nil, 0, \"\", '\"abc\"')",
-            for_terminal(text)
-        )),
-    }
-}
-
-fn edn_value(text: &str) -> Option<Value> {
-    // Reuse the checker's EDN importer on a one-op history, so CLI values follow exactly the
-    // same conversion rules as history values.
-    let probe = format!("{{:process 0, :type :invoke, :f :x, :value {text}}}");
-    let parsed = format::parse_str_with("--initial", &probe, Format::Edn, Independent::No).ok()?;
-    parsed.history.events.first().map(|e| e.value.clone())
-}
-
 struct Outcome {
     verdict: Verdict,
     text: String,
     json: Value,
-}
-
-/// What a read of nil means in a history of `format` when the user did not say: Jepsen's
-/// meaning (unknown) for Jepsen's formats, the strict one for faultline's own JSONL, whose
-/// recorder writes `ok` with `null` only for a read that found nothing.
-pub fn nil_reads_for(format: Format) -> NilReads {
-    match format {
-        Format::Jsonl => NilReads::Value,
-        Format::Edn | Format::JepsenLog => NilReads::Unknown,
-    }
 }
 
 fn check_one(path: &Path, plan: &Plan) -> Result<Outcome, String> {
@@ -270,7 +234,7 @@ fn check_one(path: &Path, plan: &Plan) -> Result<Outcome, String> {
     let options = CheckOptions {
         nil_reads: plan
             .nil_reads
-            .unwrap_or_else(|| nil_reads_for(parsed.format)),
+            .unwrap_or_else(|| parsed.format.default_nil_reads()),
         ..plan.options.clone()
     };
     let mut times = Vec::with_capacity(plan.repeat);
@@ -435,7 +399,7 @@ fn render_text(
     for w in warnings {
         out.push_str(&format!("  note: {}\n", for_terminal(w)));
     }
-    if let Some(note) = unknown_reads_note(report) {
+    if let Some(note) = report.unknown_reads_note() {
         out.push_str(&format!("  note: {note}\n"));
     }
     for (failure, window) in report.failures.iter().zip(windows) {
@@ -494,25 +458,6 @@ fn render_text(
         ));
     }
     out
-}
-
-/// Says how many reads of nil were treated as unknown, and how to change it.
-pub fn unknown_reads_note(report: &Report) -> Option<String> {
-    (report.unknown_reads > 0).then(|| {
-        format!(
-            "{} treated as {}, as Knossos does; --nil-reads value to treat them as values",
-            if report.unknown_reads == 1 {
-                "1 read of nil".to_string()
-            } else {
-                format!("{} reads of nil", report.unknown_reads)
-            },
-            if report.unknown_reads == 1 {
-                "a read of unknown value"
-            } else {
-                "reads of unknown value"
-            }
-        )
-    })
 }
 
 /// Peak resident memory of this process in KiB (Linux), for benchmarks.

@@ -8,3 +8,12 @@ pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_UNKNOWN: u8 = 2;
 /// Bad input, bad usage, or the tool itself failed.
 pub const EXIT_BAD_INPUT: u8 = 254;
+
+/// The exit code of a verdict.
+pub fn exit_code(verdict: faultline_checker::Verdict) -> u8 {
+    match verdict {
+        faultline_checker::Verdict::Valid => EXIT_VALID,
+        faultline_checker::Verdict::Invalid => EXIT_INVALID,
+        faultline_checker::Verdict::Unknown => EXIT_UNKNOWN,
+    }
+}

@@ -1,8 +1,10 @@
-//! `faultline`: chaos tests for distributed systems, and a linearizability checker.
+//! `faultline`, the command line: it parses the arguments, runs each subcommand through the
+//! crate that does the work, says what came of it, and exits with Jepsen's codes.
 //!
-//! Each subcommand lives in its own module; this file only parses the command line and maps
-//! outcomes to exit codes, which follow Jepsen's convention so CI scripts can tell a broken
-//! system (1) from an inconclusive check (2) and from a usage mistake (254).
+//! `test` runs in `faultline-controller`, `report` and `serve` in `faultline-report`, `node` in
+//! the bundled Raft; `check`, `convert`, `synth` and `clean` are thin modules here over the
+//! checker, the nemesis and the targets. The exit codes let CI scripts tell a broken system
+//! (1) from an inconclusive check (2) and from a usage mistake (254).
 
 use std::process::ExitCode;
 
@@ -12,12 +14,9 @@ mod check;
 mod clean;
 mod convert;
 mod exit;
-mod report;
-mod serve;
 mod synth;
-mod test;
 
-use exit::EXIT_BAD_INPUT;
+use exit::{exit_code, EXIT_BAD_INPUT, EXIT_VALID};
 
 /// The checker allocates many small, short-lived strings and tables per key; mimalloc serves
 /// them about a third faster than glibc's allocator (measured on the kv histories).
@@ -34,7 +33,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a test: start a cluster, drive clients while faults hit it, check the history.
-    Test(Box<test::TestArgs>),
+    Test(Box<faultline_controller::TestArgs>),
     /// Kill processes that a killed test controller left behind.
     Clean(clean::CleanArgs),
     /// Check recorded histories for linearizability.
@@ -42,9 +41,9 @@ enum Command {
     /// Convert a history to another format (JSONL → Jepsen EDN, or back).
     Convert(convert::ConvertArgs),
     /// Rebuild a run's report (report.html, plots, junit.xml), or make one for any history.
-    Report(report::ReportArgs),
+    Report(faultline_report::ReportArgs),
     /// Serve a results folder over HTTP: a list of runs, their reports and files.
-    Serve(serve::ServeArgs),
+    Serve(faultline_report::serve::ServeArgs),
     /// Write a synthetic history of a correct register (for benchmarks and experiments).
     Synth(synth::SynthArgs),
     /// Run one node of the bundled Raft key-value store.
@@ -68,13 +67,19 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Test(args) => test::run(*args),
+        Command::Test(args) => {
+            let outcome = faultline_controller::run(*args, faultline_report::write_report_or_warn);
+            finish("test", outcome.map(exit_code))
+        }
         Command::Clean(args) => clean::run(args),
         Command::Check(args) => check::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Synth(args) => synth::run(args),
-        Command::Report(args) => report::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Report(args) => finish("report", faultline_report::run(args).map(|()| EXIT_VALID)),
+        Command::Serve(args) => finish(
+            "serve",
+            faultline_report::serve::run(args).map(|()| EXIT_VALID),
+        ),
         Command::Node(args) => match faultline_raft::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -89,5 +94,20 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_INPUT)
             }
         },
+    }
+}
+
+/// The exit code of a subcommand's outcome; a failure is said on stderr first, named after the
+/// subcommand.
+fn finish(subcommand: &str, outcome: Result<u8, String>) -> ExitCode {
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!(
+                "faultline {subcommand}: {}",
+                faultline_checker::text::for_terminal(&e)
+            );
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
     }
 }

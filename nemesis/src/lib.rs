@@ -1,7 +1,7 @@
 //! # faultline-nemesis
 //!
 //! The faults faultline injects, and the seeded schedules that inject them. A nemesis acts on
-//! a [`Cluster`] — whatever the harness says the nodes are, and who it last saw leading — so it
+//! a [`Cluster`] — whatever the controller says the nodes are, and who it last saw leading — so it
 //! works the same against the bundled Raft, etcd or a custom system, and never depends on how
 //! a target is started.
 //!
@@ -217,13 +217,13 @@ pub struct Leader {
     pub term: Option<u64>,
 }
 
-/// The cluster as a nemesis sees it. Implemented by the harness.
+/// The cluster as a nemesis sees it. Implemented by the controller.
 pub trait Cluster: Send + Sync {
     /// Node names, in a stable order.
     fn nodes(&self) -> Vec<String>;
     /// The node that currently claims to be the leader, if the target can tell.
     fn leader(&self) -> impl std::future::Future<Output = Option<String>> + Send;
-    /// The leader as last observed, without asking the nodes now (the harness samples every
+    /// The leader as last observed, without asking the nodes now (the controller samples every
     /// node's role continuously): the node claiming to lead the highest term. `None` when no
     /// node claims to lead, or the target cannot tell.
     fn observed_leader(&self) -> Option<Leader>;
@@ -237,7 +237,7 @@ pub trait Cluster: Send + Sync {
     ) -> impl std::future::Future<Output = Option<Leader>> + Send;
     /// The process group of a running node (every process of the node is in it).
     fn process_group(&self, node: &str) -> Option<i32>;
-    /// Tells the harness a node was killed on purpose (so it is not reported as a crash).
+    /// Tells the controller a node was killed on purpose (so it is not reported as a crash).
     fn killed(&self, node: &str);
     /// Starts a killed node again, with its data directory intact.
     fn restart(&self, node: &str) -> impl std::future::Future<Output = Result<(), String>> + Send;
@@ -261,7 +261,7 @@ pub trait Cluster: Send + Sync {
 #[serde(rename_all = "kebab-case")]
 pub enum ScheduleKind {
     /// Short, dense fault scenarios aimed at the leader and at elections, reacting to the
-    /// leader and term the harness observes (see [`adaptive`]). The default.
+    /// leader and term the controller observes (see [`adaptive`]). The default.
     Adaptive,
     /// One fault at a time, each `interval` long, alternating with quiet periods of the same
     /// length; kind, aim and shape drawn uniformly (see [`uniform`]).

@@ -2,7 +2,7 @@
 //!
 //! What clients do during a test. A workload is a seeded generator of operations plus the
 //! checker that judges the history they produce. It knows nothing about the system under test:
-//! the harness turns each [`Request`] into a call on the target's client.
+//! the controller turns each [`Request`] into a call on the target's client.
 //!
 //! * [`register`]: reads, writes and compare-and-sets over many keys with unique write values,
 //!   each key retired after a bounded number of operations (Jepsen's independent-key trick), so

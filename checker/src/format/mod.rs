@@ -48,6 +48,35 @@ impl Format {
             Format::JepsenLog => "jepsen-log",
         }
     }
+
+    /// What a read of nil means in a history of this format when the user did not say:
+    /// Jepsen's meaning (unknown) for Jepsen's formats, the strict one for faultline's own
+    /// JSONL, whose recorder writes `ok` with `null` only for a read that found nothing.
+    pub fn default_nil_reads(self) -> crate::model::NilReads {
+        match self {
+            Format::Jsonl => crate::model::NilReads::Value,
+            Format::Edn | Format::JepsenLog => crate::model::NilReads::Unknown,
+        }
+    }
+}
+
+/// Parses one value given on a command line or in a configuration file (an initial value),
+/// as JSON or else as EDN with the same conversion rules as history values.
+pub fn parse_value(text: &str) -> Result<serde_json::Value, String> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+        return Ok(v);
+    }
+    // The EDN importer, on a one-operation history.
+    let probe = format!("{{:process 0, :type :invoke, :f :x, :value {text}}}");
+    parse_str_with("value", &probe, Format::Edn, Independent::No)
+        .ok()
+        .and_then(|parsed| parsed.history.events.first().map(|e| e.value.clone()))
+        .ok_or_else(|| {
+            format!(
+                "{:?} is neither JSON nor EDN (examples: null, nil, 0, \"\", '\"abc\"')",
+                crate::text::for_terminal(text)
+            )
+        })
 }
 
 /// How Jepsen `independent` tuples in EDN values are treated.

@@ -1,4 +1,4 @@
-//! One client type for every target, so the harness drives them all the same way.
+//! One client type for every target, so the controller drives them all the same way.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -72,7 +72,7 @@ pub struct ConsulOptions {
 /// The Serf LAN (gossip) port of `node`: its peer port + 1 (peer port - 1 for the one peer
 /// port, 65535, that has no successor). Consul needs three ports per server: HTTP (the
 /// node's client port), server RPC (its peer port, what `/v1/status/leader` reports) and Serf
-/// LAN, TCP **and UDP**. The harness must keep this port free too: on loopback with
+/// LAN, TCP **and UDP**. The controller must keep this port free too: on loopback with
 /// consecutive ports (client = base + 2i, peer = base + 2i + 1) it would be the next node's
 /// client port, so Consul needs a stride of 3 there.
 pub fn serf_lan_port(node: &NodeSpec) -> u16 {

@@ -2,7 +2,7 @@
 //!
 //! How faultline starts, stops and talks to each system under test. A target says how to
 //! launch node *i* and how a client performs a workload's operations against it; everything
-//! else (when to start, kill or pause a node, what to record) is the harness's business.
+//! else (when to start, kill or pause a node, what to record) is the controller's business.
 //!
 //! * [`process`]: running node processes so that they can never outlive the controller.
 //! * [`client`]: one client type over every protocol below, and how to tell a node is ready.

@@ -1,7 +1,7 @@
 //! What a node says of its own place in the cluster: its role, its term, and whom it believes
 //! leads. Every target reports it its own way (the bundled Raft's and http-kv's `GET /status`,
 //! the exec protocol's `status` request, etcd's `raft.status`, Consul's `agent/self`); this
-//! module turns each into one [`RoleReport`], so the harness can sample roles, draw them, check
+//! module turns each into one [`RoleReport`], so the controller can sample roles, draw them, check
 //! that no two nodes ever led the same term, and aim faults at the leader without knowing the
 //! target.
 

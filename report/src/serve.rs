@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -27,9 +26,8 @@ use serde::Deserialize;
 use tower::ServiceExt as _;
 use tower_http::services::ServeFile;
 
-use crate::exit::EXIT_BAD_INPUT;
-use crate::report::escape::html;
-use crate::report::html::{content_security_policy, pretty_stamp, url_path};
+use crate::escape::html;
+use crate::html::{content_security_policy, pretty_stamp, url_path};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -49,24 +47,14 @@ pub struct ServeArgs {
     pub bind: IpAddr,
 }
 
-pub fn run(args: ServeArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// `faultline serve`: serves until stopped; or says why it cannot.
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
-    }
-}
-
-fn fail(msg: &str) -> ExitCode {
-    eprintln!("faultline serve: {}", for_terminal(msg));
-    ExitCode::from(EXIT_BAD_INPUT)
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(args))
 }
 
 struct ServerState {
@@ -380,8 +368,7 @@ async fn file(
         }
         let _guard = state.building.lock().await;
         if !path.exists() {
-            let built =
-                tokio::task::spawn_blocking(move || crate::report::write_report(&dir)).await;
+            let built = tokio::task::spawn_blocking(move || crate::write_report(&dir)).await;
             match built {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faultline_checker::{EventType, Process};
+use faultline_checker::{EventType, Process, Verdict};
 use std::net::SocketAddr;
 
 use faultline_nemesis::clock;
@@ -76,7 +76,11 @@ impl Limiter {
 }
 
 /// Runs the test; returns the exit code (verdict) or an error that makes it 254.
-pub async fn run(mut config: TestConfig, record: bool) -> Result<u8, String> {
+pub async fn run(
+    mut config: TestConfig,
+    record: bool,
+    write_report: crate::WriteReport,
+) -> Result<Verdict, String> {
     // Signals first: a Ctrl-C while namespaces are being made or the cluster is starting
     // must still stop the nodes and remove the namespaces (the guards below do that).
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -253,7 +257,7 @@ pub async fn run(mut config: TestConfig, record: bool) -> Result<u8, String> {
     let mut summary = outcome?;
     summary.target = target.name();
     summary.target_version = target.version();
-    results::finish(&config, &run_dir, &cluster, summary).await
+    results::finish(&config, &run_dir, &cluster, summary, write_report).await
 }
 
 /// Deletes a run's network namespaces when dropped, however the run ends.

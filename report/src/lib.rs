@@ -1,20 +1,20 @@
 //! Reports of a run: `report.html` (one self-contained page with the verdict, the
 //! counterexamples, plots and a timeline on one time axis), the plots as standalone SVG files,
-//! and `junit.xml` for CI systems.
+//! `junit.xml` for CI systems, and `faultline serve`'s web UI over a results folder ([`serve`]).
+//!
+//! Reports are made from the files of a run folder (or any history file) with the checker's
+//! types; nothing here knows the controller that wrote them.
 //!
 //! `faultline test` writes them at the end of every run ([`write_report_or_warn`]);
 //! `faultline report` rebuilds them for a run folder, or makes them for any history file
 //! (checking it first with `--model`), e.g. one recorded by Jepsen.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Instant;
 
 use faultline_checker::format::Format;
 use faultline_checker::text::for_terminal;
 use faultline_checker::{ModelSpec, NilReads};
-
-use crate::exit::{EXIT_BAD_INPUT, EXIT_VALID};
 
 mod counterexample;
 pub mod escape;
@@ -22,6 +22,7 @@ pub mod html;
 mod junit;
 mod load;
 mod plots;
+pub mod serve;
 mod timeline;
 
 pub use load::Inputs;
@@ -186,25 +187,19 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
         })
 }
 
-/// `faultline report`.
-pub fn run(args: ReportArgs) -> ExitCode {
+/// `faultline report`: writes the report and says where; or why it could not.
+pub fn run(args: ReportArgs) -> Result<(), String> {
     let started = Instant::now();
-    match plan(&args).and_then(|(inputs, out)| build(&inputs, &out)) {
-        Ok(w) => {
-            eprintln!(
-                "report: {} ({:.1} MB, {} operations, {:.1} s)",
-                for_terminal(&w.html.display().to_string()),
-                w.html_bytes as f64 / 1e6,
-                w.operations,
-                started.elapsed().as_secs_f64()
-            );
-            ExitCode::from(EXIT_VALID)
-        }
-        Err(e) => {
-            eprintln!("faultline report: {}", for_terminal(&e));
-            ExitCode::from(EXIT_BAD_INPUT)
-        }
-    }
+    let (inputs, out) = plan(&args)?;
+    let w = build(&inputs, &out)?;
+    eprintln!(
+        "report: {} ({:.1} MB, {} operations, {:.1} s)",
+        for_terminal(&w.html.display().to_string()),
+        w.html_bytes as f64 / 1e6,
+        w.operations,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn plan(args: &ReportArgs) -> Result<(Inputs, PathBuf), String> {
@@ -221,7 +216,7 @@ fn plan(args: &ReportArgs) -> Result<(Inputs, PathBuf), String> {
             let initial = args
                 .initial
                 .as_deref()
-                .map(crate::check::parse_value)
+                .map(faultline_checker::format::parse_value)
                 .transpose()
                 .map_err(|e| format!("--initial: {e}"))?;
             Some(ModelSpec::from_name(name, initial).map_err(|e| format!("--model: {e}"))?)

@@ -1,18 +1,21 @@
-//! `faultline test`: start a cluster, drive clients while faults hit it, record everything,
-//! check the history, and store the evidence.
+//! The controller of `faultline test`: starts a cluster, drives clients while faults hit it,
+//! records everything, checks the history, and stores the evidence in a run folder.
+//!
+//! The binary parses the command line into [`TestArgs`] and calls [`run`]; the report is
+//! written through a function it passes in, so the controller knows nothing of reports and the
+//! reports nothing of the controller (they meet in the run folder's files).
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
 
-use crate::exit::EXIT_BAD_INPUT;
+use faultline_checker::Verdict;
 
 mod cluster;
 pub mod config;
-mod controller;
 mod convergence;
 mod efficacy;
 mod election;
 mod health;
+mod lifecycle;
 mod recorder;
 mod results;
 mod status_sampler;
@@ -205,36 +208,21 @@ impl TestArgs {
     }
 }
 
-pub fn run(args: TestArgs) -> ExitCode {
+/// Writes the report of a finished run from its folder (called once `results.json` is there).
+pub type WriteReport = fn(&Path);
+
+/// Runs one test as `args` say: the verdict of the run, or why it could not be run (bad
+/// configuration, a cluster that would not start, ...), in words for the user.
+pub fn run(args: TestArgs, write_report: WriteReport) -> Result<Verdict, String> {
     let file = match &args.config {
-        Some(path) => match TestFile::load(path) {
-            Ok(f) => f,
-            Err(e) => return fail(&e),
-        },
+        Some(path) => TestFile::load(path)?,
         None => TestFile::default(),
     };
-    let config = match file.overridden_by(args.as_file()).resolve() {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let config = file.overridden_by(args.as_file()).resolve()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("faultline")
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
-    };
-    match runtime.block_on(controller::run(config, !args.no_record)) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => fail(&e),
-    }
-}
-
-fn fail(msg: &str) -> ExitCode {
-    eprintln!(
-        "faultline test: {}",
-        faultline_checker::text::for_terminal(msg)
-    );
-    ExitCode::from(EXIT_BAD_INPUT)
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(lifecycle::run(config, !args.no_record, write_report))
 }

@@ -271,11 +271,11 @@ pub fn load(inputs: &Inputs) -> Result<Run, String> {
                     stop_at_first_failure: false,
                     nil_reads: inputs
                         .nil_reads
-                        .unwrap_or_else(|| crate::check::nil_reads_for(parsed_format)),
+                        .unwrap_or_else(|| parsed_format.default_nil_reads()),
                     ..CheckOptions::default()
                 };
                 let report = check_history(spec, &history, &options).map_err(|e| e.to_string())?;
-                if let Some(note) = crate::check::unknown_reads_note(&report) {
+                if let Some(note) = report.unknown_reads_note() {
                     notes.push(note);
                 }
                 let sentences = report

@@ -21,7 +21,6 @@ use super::cluster::Cluster;
 use super::config::TestConfig;
 use super::efficacy::{self, Efficacy, OpTimes};
 use super::{election, health, status_sampler};
-use crate::exit::{EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
 
 /// What the run produced, for the results.
 pub struct RunSummary {
@@ -118,14 +117,15 @@ pub fn init_logging(run_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks the recorded history, writes every results file, prints the summary, and returns the
-/// exit code of the verdict.
+/// Checks the recorded history, writes every results file and the report, prints the summary,
+/// and returns the verdict.
 pub async fn finish(
     config: &TestConfig,
     run_dir: &Path,
     cluster: &Arc<Cluster>,
     summary: RunSummary,
-) -> Result<u8, String> {
+    write_report: crate::WriteReport,
+) -> Result<Verdict, String> {
     // Check what is on disk: that is the evidence, and proves the file is complete.
     let mut history = if summary.recorded {
         let parsed = format::read_path(
@@ -338,7 +338,7 @@ pub async fn finish(
     std::fs::write(run_dir.join("results.json"), text + "\n")
         .map_err(|e| format!("cannot write results.json: {e}"))?;
     point_latest(config, run_dir);
-    crate::report::write_report_or_warn(run_dir);
+    write_report(run_dir);
 
     let verdict_text = match checked.verdict {
         Verdict::Valid => "VALID",
@@ -360,11 +360,7 @@ pub async fn finish(
         eprintln!("  faults: {}", efficacy_summary.line());
     }
     eprintln!("  results: {}", run_dir.display());
-    Ok(match checked.verdict {
-        Verdict::Valid => EXIT_VALID,
-        Verdict::Invalid => EXIT_INVALID,
-        Verdict::Unknown => EXIT_UNKNOWN,
-    })
+    Ok(checked.verdict)
 }
 
 struct Checked {
