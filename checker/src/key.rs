@@ -170,6 +170,9 @@ pub(crate) fn search_subset<M: Model>(
     } else {
         std::borrow::Cow::Owned(subset.iter().map(|&i| kh.ops[i].clone()).collect())
     };
+    if let Some(outcome) = replay_sequential(model, &kh.init, &chosen, subset, stats) {
+        return outcome;
+    }
     let mut keep = vec![true; chosen.len()];
     model.simplify(&chosen, &kh.init, &mut keep);
     let kept: Vec<usize> = (0..chosen.len()).filter(|&i| keep[i]).collect();
@@ -227,6 +230,48 @@ pub(crate) fn search_subset<M: Model>(
             halt,
         },
     }
+}
+
+/// A sequential history — every operation `ok`, each returned before the next was invoked —
+/// has one order only, so it is decided by replaying it: no search, no tables. Clients that
+/// do one thing at a time give such keys (Porcupine's one-client kv histories are all of
+/// them). The outcome is the search's: its frontier would be the first operation refused,
+/// after all the ones before it. `None` when `ops` is not sequential.
+fn replay_sequential<M: Model>(
+    model: &M,
+    init: &M::State,
+    ops: &[ModelOp<M::Op>],
+    subset: &[usize],
+    stats: &mut SearchStats,
+) -> Option<SubsetOutcome> {
+    let sequential = ops.iter().all(|op| op.ret.is_some())
+        && ops
+            .windows(2)
+            .all(|w| w[0].ret.is_some_and(|ret| ret < w[1].call));
+    if !sequential {
+        return None;
+    }
+    let mut state = init.clone();
+    for (i, op) in ops.iter().enumerate() {
+        stats.steps += 1;
+        let allowed = match model.observe(&state, &op.op) {
+            Some(allowed) => allowed,
+            None => match model.step(&state, &op.op) {
+                Some(next) => {
+                    state = next;
+                    true
+                }
+                None => false,
+            },
+        };
+        if !allowed {
+            return Some(SubsetOutcome::NotLinearizable {
+                culprit: subset[i],
+                linearized: subset[..i].to_vec(),
+            });
+        }
+    }
+    Some(SubsetOutcome::Linearizable)
 }
 
 /// Adapts a [`Model`] to the search: states are interned into small integers, so the search

@@ -9,6 +9,7 @@
 //! Keys start as `""` (or `--initial`). A `get` returning `null` reads as `""`. This is the model
 //! of Porcupine's kv tests.
 
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use super::{KeyView, Model, ModelOp, RawOp};
@@ -172,6 +173,27 @@ impl Model for KvAppend {
     /// last put, or ends with the last append.
     fn unexplained(&self, view: &KeyView<'_, KvOp>, init: &String) -> Option<(usize, String)> {
         let (key, ops) = (view.key, view.ops);
+        // Earliest invocation of each value put and each (non-empty) value appended, and the
+        // lengths appended values come in: a get is explained by an append iff its suffix of
+        // one of those lengths was appended early enough. Linear in practice, where writers
+        // append values of a few lengths.
+        let mut puts: FxHashMap<&str, u32> = FxHashMap::default();
+        let mut appends: FxHashMap<&str, u32> = FxHashMap::default();
+        for w in ops {
+            let (table, v) = match &w.op {
+                KvOp::Put(v) => (&mut puts, v),
+                KvOp::Append(v) if !v.is_empty() => (&mut appends, v),
+                _ => continue,
+            };
+            let call = table.entry(v.as_str()).or_insert(w.call);
+            *call = (*call).min(w.call);
+        }
+        let mut lengths: Vec<usize> = appends.keys().map(|v| v.len()).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        let before = |table: &FxHashMap<&str, u32>, v: &str, ret: u32| {
+            table.get(v).is_some_and(|&call| call < ret)
+        };
         let mut worst: Option<(u32, usize)> = None;
         for (i, op) in ops.iter().enumerate() {
             let (KvOp::Get(Some(s)), Some(ret)) = (&op.op, op.ret) else {
@@ -180,14 +202,12 @@ impl Model for KvAppend {
             if s == init {
                 continue;
             }
-            let explained = ops.iter().any(|w| {
-                w.call < ret
-                    && match &w.op {
-                        KvOp::Put(v) => v == s,
-                        KvOp::Append(v) => !v.is_empty() && s.ends_with(v.as_str()),
-                        KvOp::Get(_) => false,
-                    }
-            });
+            let explained = before(&puts, s, ret)
+                || lengths.iter().any(|&len| {
+                    len <= s.len()
+                        && s.is_char_boundary(s.len() - len)
+                        && before(&appends, &s[s.len() - len..], ret)
+                });
             if !explained && worst.is_none_or(|(r, _)| ret < r) {
                 worst = Some((ret, i));
             }
