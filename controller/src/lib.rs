@@ -3,9 +3,11 @@
 //!
 //! The binary parses the command line into [`TestArgs`] and calls [`run`]; the report is
 //! written through a function it passes in, so the controller knows nothing of reports and the
-//! reports nothing of the controller (they meet in the run folder's files).
+//! reports nothing of the controller (they meet in the run folder's files). Nodes of the
+//! bundled Raft are started as `<this program> node ...`: the program calling [`run`] must be
+//! the `faultline` binary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use faultline_checker::Verdict;
 
@@ -18,6 +20,8 @@ mod health;
 mod lifecycle;
 mod recorder;
 mod results;
+
+pub use results::WriteReport;
 mod status_sampler;
 mod target;
 mod view;
@@ -207,9 +211,6 @@ impl TestArgs {
         }
     }
 }
-
-/// Writes the report of a finished run from its folder (called once `results.json` is there).
-pub type WriteReport = fn(&Path);
 
 /// Runs one test as `args` say: the verdict of the run, or why it could not be run (bad
 /// configuration, a cluster that would not start, ...), in words for the user.

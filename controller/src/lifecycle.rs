@@ -75,11 +75,11 @@ impl Limiter {
     }
 }
 
-/// Runs the test; returns the exit code (verdict) or an error that makes it 254.
+/// Runs the test; returns its verdict, or why it could not be run.
 pub async fn run(
     mut config: TestConfig,
     record: bool,
-    write_report: crate::WriteReport,
+    write_report: results::WriteReport,
 ) -> Result<Verdict, String> {
     // Signals first: a Ctrl-C while namespaces are being made or the cluster is starting
     // must still stop the nodes and remove the namespaces (the guards below do that).

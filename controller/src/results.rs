@@ -117,6 +117,9 @@ pub fn init_logging(run_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes the report of a finished run from its folder (called once `results.json` is there).
+pub type WriteReport = fn(&Path);
+
 /// Checks the recorded history, writes every results file and the report, prints the summary,
 /// and returns the verdict.
 pub async fn finish(
@@ -124,7 +127,7 @@ pub async fn finish(
     run_dir: &Path,
     cluster: &Arc<Cluster>,
     summary: RunSummary,
-    write_report: crate::WriteReport,
+    write_report: WriteReport,
 ) -> Result<Verdict, String> {
     // Check what is on disk: that is the evidence, and proves the file is complete.
     let mut history = if summary.recorded {

@@ -1,5 +1,5 @@
 //! The etcd target against a real 3-member etcd cluster (Debian's `etcd-server`, 3.4), started
-//! on free loopback ports through `process::spawn`, as the harness starts it.
+//! on free loopback ports through `process::spawn`, as the controller starts it.
 //!
 //! Without an `etcd` binary on PATH these tests print `SKIPPED` and pass, unless
 //! `FAULTLINE_REQUIRE_ETCD=1` (set by CI), in which case they fail.
