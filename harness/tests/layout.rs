@@ -4,7 +4,10 @@
 //!
 //! A parent module re-exporting its children while they use the parent's shared items (a crate
 //! root, `model/mod.rs`) is how Rust modules are built, not a cycle: only pairs where neither
-//! module contains the other count.
+//! module contains the other count. An item reached through a parent's `pub use` counts as an
+//! import of the module that defines it. Paths are read from `use` trees and expressions
+//! (`crate::a::{b, c::D}`, `super::super::x`) outside comments and `#[cfg(test)]` modules; only
+//! two-module cycles are looked for.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -77,50 +80,140 @@ fn code(file: &Path) -> String {
     let text = fs::read_to_string(file).expect("readable source file");
     let text = text.split("#[cfg(test)]").next().unwrap_or_default();
     text.lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
+        .map(|l| l.split("//").next().unwrap_or_default())
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// The paths named after each `prefix` in `code`: `crate::a::b`, and each item of
-/// `crate::{a::b, c}`.
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The paths of a `use` tree or path expression starting at `text` (just after `crate::`,
+/// `super::`, ...): `a::b`, `a::{b, c::{d, E}}`, each as its segments.
+fn tree(text: &str, prefix: Vec<String>, out: &mut Vec<Vec<String>>) -> usize {
+    let mut path = prefix;
+    let mut at = 0;
+    let bytes: Vec<char> = text.chars().collect();
+    loop {
+        while at < bytes.len() && bytes[at].is_whitespace() {
+            at += 1;
+        }
+        if at < bytes.len() && bytes[at] == '{' {
+            at += 1;
+            loop {
+                let used = tree(&bytes[at..].iter().collect::<String>(), path.clone(), out);
+                at += used;
+                while at < bytes.len() && bytes[at].is_whitespace() {
+                    at += 1;
+                }
+                match bytes.get(at) {
+                    Some(',') => at += 1,
+                    Some('}') => return at + 1,
+                    _ => return at,
+                }
+                while at < bytes.len() && bytes[at].is_whitespace() {
+                    at += 1;
+                }
+                if bytes.get(at) == Some(&'}') {
+                    return at + 1;
+                }
+            }
+        }
+        let start = at;
+        while at < bytes.len() && is_ident(bytes[at]) {
+            at += 1;
+        }
+        if start == at {
+            out.push(path);
+            return at;
+        }
+        path.push(bytes[start..at].iter().collect());
+        if bytes.get(at) == Some(&':') && bytes.get(at + 1) == Some(&':') {
+            at += 2;
+        } else {
+            out.push(path);
+            return at;
+        }
+    }
+}
+
+/// Every path named after `prefix` in `code` (`crate::`, `super::`).
 fn paths_after(code: &str, prefix: &str) -> Vec<Vec<String>> {
     let mut paths = Vec::new();
     for (at, _) in code.match_indices(prefix) {
-        let rest = &code[at + prefix.len()..];
-        let items: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
-            group
-                .split('}')
-                .next()
-                .unwrap_or_default()
-                .split(',')
-                .collect()
-        } else {
-            vec![rest]
-        };
-        for item in items {
-            let path: Vec<String> = item
-                .trim()
-                .split("::")
-                .map(|seg| {
-                    seg.chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect::<String>()
-                })
-                .take_while(|seg| seg.chars().next().is_some_and(|c| c.is_ascii_lowercase()))
-                .collect();
-            paths.push(path);
+        if code[..at].ends_with("super::") || code[..at].chars().last().is_some_and(is_ident) {
+            continue; // the inner part of `super::super::`, or `$crate`-like identifiers
         }
+        let mut rest = &code[at + prefix.len()..];
+        let mut ups = 0;
+        while prefix == "super::" && rest.starts_with("super::") {
+            rest = &rest["super::".len()..];
+            ups += 1;
+        }
+        let mut found = Vec::new();
+        tree(rest, Vec::new(), &mut found);
+        paths.extend(found.into_iter().map(|mut p| {
+            // How many more levels up: kept as leading markers for the caller.
+            for _ in 0..ups {
+                p.insert(0, "super".to_string());
+            }
+            p
+        }));
     }
     paths
 }
 
-/// The longest prefix of `path` that is a module.
-fn resolve(path: &[String], modules: &BTreeSet<Module>) -> Option<Module> {
-    (1..=path.len())
+/// What `pub use` makes a module re-export: (module, item name) → the module defining it.
+fn reexports(
+    modules: &BTreeMap<Module, PathBuf>,
+    names: &BTreeSet<Module>,
+) -> BTreeMap<(Module, String), Module> {
+    let mut found = BTreeMap::new();
+    for (module, file) in modules {
+        let code = code(file);
+        for (at, _) in code.match_indices("pub use ") {
+            let mut paths = Vec::new();
+            tree(&code[at + "pub use ".len()..], Vec::new(), &mut paths);
+            for path in paths {
+                let Some((item, from)) = path.split_last() else {
+                    continue;
+                };
+                let from: Vec<String> = match from.first().map(String::as_str) {
+                    Some("crate") => from[1..].to_vec(),
+                    Some("self") => module
+                        .iter()
+                        .cloned()
+                        .chain(from[1..].iter().cloned())
+                        .collect(),
+                    _ => module.iter().cloned().chain(from.iter().cloned()).collect(),
+                };
+                if names.contains(&from) && &from != module {
+                    found.insert((module.clone(), item.clone()), from);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The module a path names: its longest prefix that is a module, or, when the next segment is
+/// an item that module re-exports, the module defining that item.
+fn resolve(
+    path: &[String],
+    names: &BTreeSet<Module>,
+    reexported: &BTreeMap<(Module, String), Module>,
+) -> Option<Module> {
+    let k = (0..=path.len())
         .rev()
-        .map(|k| path[..k].to_vec())
-        .find(|m| modules.contains(m))
+        .find(|&k| names.contains(&path[..k].to_vec()))?;
+    let module = path[..k].to_vec();
+    if let Some(next) = path.get(k) {
+        if let Some(origin) = reexported.get(&(module.clone(), next.clone())) {
+            return Some(origin.clone());
+        }
+    }
+    Some(module)
 }
 
 #[test]
@@ -137,17 +230,21 @@ fn no_two_sibling_modules_import_each_other() {
             .map(|f| (module_of(src, f), f.clone()))
             .collect();
         let names: BTreeSet<Module> = modules.keys().cloned().collect();
+        let reexported = reexports(&modules, &names);
         let mut uses: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
         for (module, file) in &modules {
             let code = code(file);
-            let parent = &module[..module.len().saturating_sub(1)];
             let mut targets = BTreeSet::new();
             for path in paths_after(&code, "crate::") {
-                targets.extend(resolve(&path, &names));
+                targets.extend(resolve(&path, &names, &reexported));
             }
             for path in paths_after(&code, "super::") {
-                let full: Vec<String> = parent.iter().cloned().chain(path).collect();
-                targets.extend(resolve(&full, &names));
+                // `super::` is the parent of this file's module; each further `super` one more.
+                let ups = 1 + path.iter().take_while(|s| *s == "super").count();
+                let rest = path.iter().skip_while(|s| *s == "super").cloned();
+                let base = &module[..module.len().saturating_sub(ups)];
+                let full: Vec<String> = base.iter().cloned().chain(rest).collect();
+                targets.extend(resolve(&full, &names, &reexported));
             }
             targets.remove(module);
             uses.insert(module.clone(), targets);

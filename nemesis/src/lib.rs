@@ -33,7 +33,23 @@ pub mod uniform;
 pub use inject::FaultRecord;
 pub use net::Grudge;
 pub use partition::PartitionKind;
-pub use schedule::{run, Schedule};
+pub use schedule::Schedule;
+
+/// Runs the configured schedule until `stop` turns true, then heals every fault still in
+/// force. `record(f, value)` is called for each fault's start (`f = "start"`) and end
+/// (`f = "stop"`), to go into the history. Returns every fault applied.
+pub async fn run<C: Cluster>(
+    cluster: &C,
+    config: &NemesisConfig,
+    test_start: std::time::Instant,
+    record: &(dyn Fn(&str, serde_json::Value) + Send + Sync),
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<FaultRecord> {
+    match config.schedule {
+        ScheduleKind::Adaptive => adaptive::run(cluster, config, test_start, record, stop).await,
+        ScheduleKind::Uniform => uniform::run(cluster, config, test_start, record, stop).await,
+    }
+}
 
 /// A kind of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

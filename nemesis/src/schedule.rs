@@ -1,20 +1,16 @@
-//! The seeded decisions of a nemesis, and [`run`], which hands them to the chosen schedule
-//! ([`crate::adaptive`] or [`crate::uniform`]) until told to stop; then every fault still in
-//! force is healed. Which fault, aimed at what, hitting which nodes, for how long, is drawn
-//! from the seed, so the same seed makes the same decisions given the same observations
+//! The seeded decisions of a nemesis, which the schedules ([`crate::adaptive`],
+//! [`crate::uniform`]) draw from. Which fault, aimed at what, hitting which nodes, for how long,
+//! is drawn from the seed, so the same seed makes the same decisions given the same observations
 //! (wall-clock timing, who wins an election, and so the exact operations a fault overlaps,
 //! naturally vary).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::Value;
-use tokio::sync::watch;
 
-use crate::inject::FaultRecord;
 use crate::partition::PartitionKind;
-use crate::{Aim, ClockMode, Cluster, FaultKind, NemesisConfig, ScheduleKind};
+use crate::{Aim, ClockMode, FaultKind, NemesisConfig};
 
 /// The decisions of a nemesis, drawn from its seed.
 pub struct Schedule {
@@ -139,31 +135,13 @@ impl Schedule {
     }
 }
 
-/// Runs the configured schedule until `stop` turns true, then heals every fault still in
-/// force. `record(f, value)` is called for each fault's start (`f = "start"`) and end
-/// (`f = "stop"`), to go into the history. Returns every fault applied.
-pub async fn run<C: Cluster>(
-    cluster: &C,
-    config: &NemesisConfig,
-    test_start: Instant,
-    record: &(dyn Fn(&str, Value) + Send + Sync),
-    stop: watch::Receiver<bool>,
-) -> Vec<FaultRecord> {
-    match config.schedule {
-        ScheduleKind::Adaptive => {
-            crate::adaptive::run(cluster, config, test_start, record, stop).await
-        }
-        ScheduleKind::Uniform => {
-            crate::uniform::run(cluster, config, test_start, record, stop).await
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
+
     use crate::inject::{Fault, Injector, Origin};
-    use crate::{ClockReading, Grudge, Leader};
+    use crate::{ClockReading, Cluster, Grudge, Leader, ScheduleKind};
 
     fn nodes(n: usize) -> Vec<String> {
         (1..=n).map(|i| format!("n{i}")).collect()

@@ -172,6 +172,8 @@ pub trait Model: Send + Sync {
     /// A fast path for operations that never change the state (reads): whether `op` is
     /// allowed in `state`. `None` (the default) means "may change the state; call `step`".
     /// Implementing it spares the checker building a copy of the state only to compare it.
+    /// It must agree with `step`: `Some(true)` only when `step` allows `op` and leaves `state`
+    /// as it was, `Some(false)` only when `step` refuses it (the checker decides with either).
     fn observe(&self, _state: &Self::State, _op: &Self::Op) -> Option<bool> {
         None
     }
