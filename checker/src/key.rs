@@ -250,8 +250,8 @@ fn search_subset_with<M: Model>(
 /// has one order only, so it is decided by replaying it: no search, no tables. Clients that
 /// do one thing at a time give such keys (Porcupine's one-client kv histories are all of
 /// them). The outcome is the search's: its frontier would be the first operation refused,
-/// after all the ones before it. It keeps the search's limits (time, cancellation, steps: one per
-/// operation). `None` when `ops` is not sequential.
+/// after all the ones before it. It keeps the search's time limit and cancellation. `None` when
+/// `ops` is not sequential.
 fn replay_sequential<M: Model>(
     model: &M,
     init: &M::State,
@@ -270,6 +270,8 @@ fn replay_sequential<M: Model>(
     let mut state = init.clone();
     for (i, op) in ops.iter().enumerate() {
         stats.steps += 1;
+        // A replay is linear, so it never starves another key: no step budget, only the
+        // deadline and cancellation.
         if i & 0xfff == 0xfff {
             let halt = if limits.cancel.load(std::sync::atomic::Ordering::Relaxed) {
                 Some(Halt::Cancelled)
@@ -278,8 +280,6 @@ fn replay_sequential<M: Model>(
                 .is_some_and(|d| std::time::Instant::now() >= d)
             {
                 Some(Halt::Time)
-            } else if i as u64 >= limits.max_steps {
-                Some(Halt::Steps)
             } else {
                 None
             };
@@ -482,7 +482,6 @@ mod tests {
     //! argued in `search`; here it is checked against the search without it, on histories too
     //! large for the brute-force oracle of the differential tests: many concurrent writers, as
     //! in Porcupine's kv tests, where the rule does its work.
-    use std::collections::BTreeSet;
     use std::sync::atomic::AtomicBool;
 
     use serde_json::{json, Value};
@@ -512,6 +511,11 @@ mod tests {
     /// one read is given what the object held at another operation's point (so it may not be).
     fn history(object: Object, rng: &mut Rng) -> History {
         let clients = 3 + rng.below(8);
+        history_of(object, rng, clients, true)
+    }
+
+    /// As [`history`], with `clients` clients, and lost writes only when `lose` is set.
+    fn history_of(object: Object, rng: &mut Rng, clients: u64, lose: bool) -> History {
         let count = 20 + rng.below(40) as usize;
         let mut free_at = vec![0u64; clients as usize];
         // A client whose operation was lost goes on as a new process, as in Jepsen.
@@ -530,7 +534,7 @@ mod tests {
                 (Object::Kv, _) => ("append", json!(format!("a{i};"))),
                 (Object::Set, _) => ("add", json!(i)),
             };
-            let lost = rng.below(20) == 0 && f != "read";
+            let lost = lose && rng.below(20) == 0 && f != "read";
             ops.push((call, point, ret, process[c], f, input, lost));
             if lost {
                 process[c] += clients;
@@ -670,17 +674,8 @@ mod tests {
         let model = KvAppend::new("");
         let (mut valid, mut invalid) = (0, 0);
         for round in 0..2000 {
-            let mut h = history(Object::Kv, &mut rng);
-            // Keep one client's operations, completed ok: a sequential history.
-            let first = h.events[0].process;
-            let mut lost = BTreeSet::new();
-            for e in &h.events {
-                if e.kind == EventType::Info {
-                    lost.insert(e.process);
-                }
-            }
-            h.events
-                .retain(|e| e.process == first && !lost.contains(&e.process));
+            // One client, nothing lost: a sequential history, linearizable as generated.
+            let mut h = history_of(Object::Kv, &mut rng, 1, false);
             // Half the time, one read gets a value the key may never have held.
             let reads: Vec<usize> = (0..h.events.len())
                 .filter(|&i| h.events[i].kind == EventType::Ok && h.events[i].f == "get")

@@ -75,14 +75,44 @@ fn module_of(src: &Path, file: &Path) -> Module {
     parts
 }
 
-/// The code of a file without its tests and comments.
+/// The code of a file without comments and without its inline `#[cfg(test)] mod … { … }`
+/// (which by convention closes the file); test modules in files of their own are left out by
+/// [`test_only_modules`].
 fn code(file: &Path) -> String {
     let text = fs::read_to_string(file).expect("readable source file");
-    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
-    text.lines()
+    let mut kept = text.as_str();
+    for (at, _) in text.match_indices("#[cfg(test)]") {
+        let after = text[at + "#[cfg(test)]".len()..].trim_start();
+        let declaration = after.split(';').next().unwrap_or_default();
+        if after.starts_with("mod ") && declaration.contains('{') {
+            kept = &text[..at];
+            break;
+        }
+    }
+    kept.lines()
         .map(|l| l.split("//").next().unwrap_or_default())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Modules declared `#[cfg(test)] mod name;` (their code is a test's, in a file of its own).
+fn test_only_modules(modules: &BTreeMap<Module, PathBuf>) -> BTreeSet<Module> {
+    let mut found = BTreeSet::new();
+    for (module, file) in modules {
+        let text = fs::read_to_string(file).expect("readable source file");
+        for (at, _) in text.match_indices("#[cfg(test)]") {
+            let after = text[at + "#[cfg(test)]".len()..].trim_start();
+            if let Some(rest) = after.strip_prefix("mod ") {
+                let name: String = rest.chars().take_while(|c| is_ident(*c)).collect();
+                if rest[name.len()..].trim_start().starts_with(';') {
+                    let mut child = module.clone();
+                    child.push(name);
+                    found.insert(child);
+                }
+            }
+        }
+    }
+    found
 }
 
 fn is_ident(c: char) -> bool {
@@ -120,6 +150,10 @@ fn tree(text: &str, prefix: Vec<String>, out: &mut Vec<Vec<String>>) -> usize {
                 }
             }
         }
+        if bytes.get(at) == Some(&'*') {
+            out.push(path);
+            return at + 1;
+        }
         let start = at;
         while at < bytes.len() && is_ident(bytes[at]) {
             at += 1;
@@ -132,6 +166,24 @@ fn tree(text: &str, prefix: Vec<String>, out: &mut Vec<Vec<String>>) -> usize {
         if bytes.get(at) == Some(&':') && bytes.get(at + 1) == Some(&':') {
             at += 2;
         } else {
+            // `name as alias`: the alias names nothing new to resolve.
+            let mut look = at;
+            while look < bytes.len() && bytes[look].is_whitespace() {
+                look += 1;
+            }
+            if bytes.get(look) == Some(&'a')
+                && bytes.get(look + 1) == Some(&'s')
+                && bytes.get(look + 2).is_some_and(|c| c.is_whitespace())
+            {
+                look += 2;
+                while look < bytes.len() && bytes[look].is_whitespace() {
+                    look += 1;
+                }
+                while look < bytes.len() && is_ident(bytes[look]) {
+                    look += 1;
+                }
+                at = look;
+            }
             out.push(path);
             return at;
         }
@@ -143,7 +195,7 @@ fn paths_after(code: &str, prefix: &str) -> Vec<Vec<String>> {
     let mut paths = Vec::new();
     for (at, _) in code.match_indices(prefix) {
         if code[..at].ends_with("super::") || code[..at].chars().last().is_some_and(is_ident) {
-            continue; // the inner part of `super::super::`, or `$crate`-like identifiers
+            continue; // the inner part of `super::super::`, or a path like `other_crate::`
         }
         let mut rest = &code[at + prefix.len()..];
         let mut ups = 0;
@@ -172,9 +224,12 @@ fn reexports(
     let mut found = BTreeMap::new();
     for (module, file) in modules {
         let code = code(file);
-        for (at, _) in code.match_indices("pub use ") {
+        for (at, matched) in code
+            .match_indices("pub use ")
+            .chain(code.match_indices("pub(crate) use "))
+        {
             let mut paths = Vec::new();
-            tree(&code[at + "pub use ".len()..], Vec::new(), &mut paths);
+            tree(&code[at + matched.len()..], Vec::new(), &mut paths);
             for path in paths {
                 let Some((item, from)) = path.split_last() else {
                     continue;
@@ -225,10 +280,13 @@ fn no_two_sibling_modules_import_each_other() {
     for src in &sources {
         let mut files = Vec::new();
         rust_files(src, &mut files);
-        let modules: BTreeMap<Module, PathBuf> = files
+        let mut modules: BTreeMap<Module, PathBuf> = files
             .iter()
             .map(|f| (module_of(src, f), f.clone()))
             .collect();
+        for test_only in test_only_modules(&modules) {
+            modules.remove(&test_only);
+        }
         let names: BTreeSet<Module> = modules.keys().cloned().collect();
         let reexported = reexports(&modules, &names);
         let mut uses: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
