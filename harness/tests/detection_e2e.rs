@@ -99,7 +99,10 @@ fn caught_in_most_seeds(bug: &str, time_limit: &str) {
 // 9.7, 9.7); ack-before-commit 1.3–13.1 s (5.0, 9.3, 9.1); lease-ignores-drift 1.5–25.9 s
 // (6.4, 9.4, 18.5); vote-without-log-check 3.1–60 s, caught in 9 of 10 (29.5, 60, not
 // caught), so it gets the full minute; skip-apply-on-restart needs one restart, and its
-// divergence shows at the end.
+// divergence shows at the end. lease-ignores-drift gets 45 s: at 30 s a CI run on this machine
+// caught it in only 1 of 3 seeds (the two others ran 14 and 17 faults without a clock fault
+// landing on a leader while it served a read from its lease; the old and new checkers agree on
+// all 224 histories those runs left).
 
 #[test]
 fn stale_read_is_caught_with_the_defaults() {
@@ -108,7 +111,7 @@ fn stale_read_is_caught_with_the_defaults() {
 
 #[test]
 fn lease_ignores_drift_is_caught_with_the_defaults() {
-    caught_in_most_seeds("lease-ignores-drift", "30");
+    caught_in_most_seeds("lease-ignores-drift", "45");
 }
 
 #[test]
