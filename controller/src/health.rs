@@ -13,6 +13,9 @@
 //!   of the correct bundled Raft at the defaults answered 69–85%, median 79%, over 20 seeds);
 //!   under 10% means clients spent the run talking to a cluster that was not there;
 //! * the cluster **did not recover** after the faults (no final reads were possible).
+//!
+//! What the cluster served is not judged for a run the user interrupted: stopped seconds in,
+//! perhaps before the cluster was up, it served little for a reason of its own.
 
 use serde::Serialize;
 
@@ -50,8 +53,14 @@ pub struct Health {
 }
 
 /// Judges a run: its unexpected exits, what the clients were served (`None` without a
-/// history), and why the final reads were skipped if they were for lack of a cluster.
-pub fn check(crashes: Vec<Crash>, served: Option<Served>, not_recovered: Option<&str>) -> Health {
+/// history; not judged when `interrupted`), and why the final reads were skipped if they were
+/// for lack of a cluster.
+pub fn check(
+    crashes: Vec<Crash>,
+    served: Option<Served>,
+    not_recovered: Option<&str>,
+    interrupted: bool,
+) -> Health {
     let mut explanation = Vec::new();
     for c in &crashes {
         let tail = c.log_tail.lines().last().unwrap_or("").trim();
@@ -73,7 +82,7 @@ pub fn check(crashes: Vec<Crash>, served: Option<Served>, not_recovered: Option<
         answered,
         completed,
         ok_writes,
-    }) = served
+    }) = served.filter(|_| !interrupted)
     {
         if completed > 0 && (answered as f64) < MIN_OK_FRACTION * completed as f64 {
             explanation.push(format!(
@@ -118,9 +127,26 @@ mod tests {
                 ok_writes,
             })
         };
-        let h = check(Vec::new(), served(9000, 11000, 3000), None);
+        let h = check(Vec::new(), served(9000, 11000, 3000), None, false);
         assert_eq!(h.verdict, "valid");
         assert!(h.explanation.is_empty());
+    }
+
+    #[test]
+    fn an_interrupted_run_is_not_judged_by_what_it_served() {
+        let served = Some(Served {
+            answered: 1,
+            completed: 1,
+            ok_writes: 0,
+        });
+        assert_eq!(check(Vec::new(), served, None, false).verdict, "invalid");
+        assert_eq!(check(Vec::new(), served, None, true).verdict, "valid");
+        let crash = Crash {
+            node: "n1".into(),
+            status: "exit status: 1".into(),
+            log_tail: String::new(),
+        };
+        assert_eq!(check(vec![crash], served, None, true).verdict, "invalid");
     }
 
     #[test]
@@ -137,26 +163,27 @@ mod tests {
             status: "exit status: 1".into(),
             log_tail: "starting\nerror: address already in use\n".into(),
         };
-        let h = check(vec![crash], served(257, 445, 80), None);
+        let h = check(vec![crash], served(257, 445, 80), None, false);
         assert_eq!(h.verdict, "invalid");
         assert!(h.explanation[0].contains("n2 exited unexpectedly (exit status: 1)"));
         assert!(h.explanation[0].contains("address already in use"));
-        let h = check(Vec::new(), served(9, 1000, 3), None);
+        let h = check(Vec::new(), served(9, 1000, 3), None, false);
         assert!(
             h.explanation[0].contains("9 of 1000"),
             "{:?}",
             h.explanation
         );
-        let h = check(Vec::new(), served(500, 600, 0), None);
+        let h = check(Vec::new(), served(500, 600, 0), None, false);
         assert!(h.explanation[0].contains("no write"), "{:?}", h.explanation);
         let h = check(
             Vec::new(),
             served(500, 600, 100),
             Some("no leader was elected within 30 s"),
+            false,
         );
         assert_eq!(h.verdict, "invalid");
         assert!(h.explanation[0].contains("did not recover"));
         // Without a history only exits and recovery are judged.
-        assert_eq!(check(Vec::new(), None, None).verdict, "valid");
+        assert_eq!(check(Vec::new(), None, None, false).verdict, "valid");
     }
 }

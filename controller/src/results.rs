@@ -204,6 +204,7 @@ pub async fn finish(
             ok_writes,
         }),
         summary.not_recovered.as_deref(),
+        summary.interrupted,
     );
     // Without a history (--no-record) there are no writes to judge recovery by.
     let slow = config.max_recovery.filter(|_| summary.recorded).map(|max| {
