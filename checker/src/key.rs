@@ -273,17 +273,7 @@ fn replay_sequential<M: Model>(
         // A replay is linear, so it never starves another key: no step budget, only the
         // deadline and cancellation.
         if i & 0xfff == 0xfff {
-            let halt = if limits.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-                Some(Halt::Cancelled)
-            } else if limits
-                .deadline
-                .is_some_and(|d| std::time::Instant::now() >= d)
-            {
-                Some(Halt::Time)
-            } else {
-                None
-            };
-            if let Some(halt) = halt {
+            if let Some(halt) = limits.interrupted() {
                 return Some(SubsetOutcome::Stopped {
                     linearized: subset[..i].to_vec(),
                     halt,

@@ -141,6 +141,20 @@ pub(crate) struct Limits<'a> {
     pub exact_frontier: bool,
 }
 
+impl Limits<'_> {
+    /// Whether the search must stop now whatever its own state: cancelled by another thread,
+    /// or out of time.
+    pub(crate) fn interrupted(&self) -> Option<Halt> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Some(Halt::Cancelled)
+        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            Some(Halt::Time)
+        } else {
+            None
+        }
+    }
+}
+
 /// Why a search stopped before deciding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Halt {
@@ -292,17 +306,15 @@ pub(crate) fn search<S: Stepper>(
         }
         steps += 1;
         if steps & 0xfff == 0 {
-            let halt = if limits.cancel.load(Ordering::Relaxed) {
-                Some(Halt::Cancelled)
-            } else if limits.deadline.is_some_and(|d| Instant::now() >= d) {
-                Some(Halt::Time)
-            } else if stepper.exhausted() {
-                Some(Halt::Memory)
-            } else if steps >= limits.max_steps {
-                Some(Halt::Steps)
-            } else {
-                None
-            };
+            let halt = limits.interrupted().or_else(|| {
+                if stepper.exhausted() {
+                    Some(Halt::Memory)
+                } else if steps >= limits.max_steps {
+                    Some(Halt::Steps)
+                } else {
+                    None
+                }
+            });
             if let Some(halt) = halt {
                 break SearchResult::Stopped(std::mem::take(&mut best), halt);
             }

@@ -78,9 +78,8 @@ fn module_of(src: &Path, file: &Path) -> Module {
 /// The code of a file without comments and without its inline `#[cfg(test)] mod … { … }`
 /// (which by convention closes the file); test modules in files of their own are left out by
 /// [`test_only_modules`].
-fn code(file: &Path) -> String {
-    let text = fs::read_to_string(file).expect("readable source file");
-    let mut kept = text.as_str();
+fn code(text: &str) -> String {
+    let mut kept = text;
     for (at, _) in text.match_indices("#[cfg(test)]") {
         let after = text[at + "#[cfg(test)]".len()..].trim_start();
         let declaration = after.split(';').next().unwrap_or_default();
@@ -96,10 +95,9 @@ fn code(file: &Path) -> String {
 }
 
 /// Modules declared `#[cfg(test)] mod name;` (their code is a test's, in a file of its own).
-fn test_only_modules(modules: &BTreeMap<Module, PathBuf>) -> BTreeSet<Module> {
+fn test_only_modules(texts: &BTreeMap<Module, String>) -> BTreeSet<Module> {
     let mut found = BTreeSet::new();
-    for (module, file) in modules {
-        let text = fs::read_to_string(file).expect("readable source file");
+    for (module, text) in texts {
         for (at, _) in text.match_indices("#[cfg(test)]") {
             let after = text[at + "#[cfg(test)]".len()..].trim_start();
             if let Some(rest) = after.strip_prefix("mod ") {
@@ -218,12 +216,11 @@ fn paths_after(code: &str, prefix: &str) -> Vec<Vec<String>> {
 
 /// What `pub use` makes a module re-export: (module, item name) → the module defining it.
 fn reexports(
-    modules: &BTreeMap<Module, PathBuf>,
+    codes: &BTreeMap<Module, String>,
     names: &BTreeSet<Module>,
 ) -> BTreeMap<(Module, String), Module> {
     let mut found = BTreeMap::new();
-    for (module, file) in modules {
-        let code = code(file);
+    for (module, code) in codes {
         for (at, matched) in code
             .match_indices("pub use ")
             .chain(code.match_indices("pub(crate) use "))
@@ -284,19 +281,30 @@ fn no_two_sibling_modules_import_each_other() {
             .iter()
             .map(|f| (module_of(src, f), f.clone()))
             .collect();
-        for test_only in test_only_modules(&modules) {
+        // Each file read once; its code without comments and inline tests, once.
+        let texts: BTreeMap<Module, String> = modules
+            .iter()
+            .map(|(m, f)| {
+                let text = fs::read_to_string(f).expect("readable source file");
+                (m.clone(), text)
+            })
+            .collect();
+        for test_only in test_only_modules(&texts) {
             modules.remove(&test_only);
         }
+        let codes: BTreeMap<Module, String> = modules
+            .keys()
+            .map(|m| (m.clone(), code(&texts[m])))
+            .collect();
         let names: BTreeSet<Module> = modules.keys().cloned().collect();
-        let reexported = reexports(&modules, &names);
+        let reexported = reexports(&codes, &names);
         let mut uses: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
-        for (module, file) in &modules {
-            let code = code(file);
+        for (module, code) in &codes {
             let mut targets = BTreeSet::new();
-            for path in paths_after(&code, "crate::") {
+            for path in paths_after(code, "crate::") {
                 targets.extend(resolve(&path, &names, &reexported));
             }
-            for path in paths_after(&code, "super::") {
+            for path in paths_after(code, "super::") {
                 // `super::` is the parent of this file's module; each further `super` one more.
                 let ups = 1 + path.iter().take_while(|s| *s == "super").count();
                 let rest = path.iter().skip_while(|s| *s == "super").cloned();
