@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use faultline_nemesis::replay::{PlannedFault, ReplayAim};
 use faultline_nemesis::{Aim, ClockMode, FaultKind, PartitionKind, ScheduleKind};
 use faultline_workloads::WorkloadKind;
 use serde::{Deserialize, Serialize};
@@ -43,9 +44,16 @@ pub struct TestFile {
     pub base_port: Option<u16>,
     pub check_time_limit: Option<f64>,
     pub max_recovery: Option<f64>,
+    /// Replay schedule: whether faults aimed at the recorded leader follow today's leader
+    /// (`leader`, the default) or keep their node names (`literal`).
+    pub replay_aim: Option<String>,
+    /// The run this definition replays (for the reader and the results; not read back).
+    pub replay_of: Option<String>,
     pub raft: Option<RaftSection>,
     pub etcd: Option<EtcdSection>,
     pub consul: Option<ConsulSection>,
+    /// A fixed fault schedule (`[[faults]]` tables): with it the schedule is `replay`.
+    pub faults: Option<Vec<PlannedFault>>,
 }
 
 /// `[etcd]`: options of the etcd target.
@@ -152,6 +160,10 @@ pub struct TestConfig {
     pub raft_binary: Option<PathBuf>,
     pub etcd: EtcdSection,
     pub consul: ConsulSection,
+    /// Replay schedule: the faults, how they are aimed, and the run they come from.
+    pub replay: Vec<PlannedFault>,
+    pub replay_aim: ReplayAim,
+    pub replay_of: Option<String>,
 }
 
 pub const DEFAULT_NODES: usize = 5;
@@ -251,9 +263,12 @@ impl TestFile {
             base_port: over.base_port.or(self.base_port),
             check_time_limit: over.check_time_limit.or(self.check_time_limit),
             max_recovery: over.max_recovery.or(self.max_recovery),
+            replay_aim: over.replay_aim.or(self.replay_aim),
+            replay_of: over.replay_of.or(self.replay_of),
             raft,
             etcd,
             consul,
+            faults: over.faults.or(self.faults),
         }
     }
 
@@ -316,10 +331,51 @@ impl TestFile {
         // giving either (without a schedule) asks for it.
         let schedule = match self.schedule.as_deref() {
             Some(name) => name.parse().map_err(|e| format!("schedule: {e}"))?,
+            None if self.faults.is_some() => ScheduleKind::Replay,
             None if self.nemesis_interval.is_some() || self.nemesis_targets.is_some() => {
                 ScheduleKind::Uniform
             }
             None => ScheduleKind::Adaptive,
+        };
+        let replay = self.faults.clone().unwrap_or_default();
+        match (schedule, self.faults.is_some()) {
+            (ScheduleKind::Replay, false) => {
+                return Err(
+                    "schedule: replay needs the faults to replay ([[faults]] tables, \
+                            or --replay RUN_DIR)"
+                        .to_string(),
+                )
+            }
+            (ScheduleKind::Replay, true) => {
+                if self.nemesis_interval.is_some() || self.nemesis_targets.is_some() {
+                    return Err("nemesis_interval and nemesis_targets apply to the uniform \
+                                schedule, not to a replay"
+                        .to_string());
+                }
+                let names: Vec<String> = (1..=nodes).map(|i| format!("n{i}")).collect();
+                for (i, f) in replay.iter().enumerate() {
+                    f.validate(&names)
+                        .map_err(|e| format!("faults[{}] (at {} s): {e}", i + 1, f.at))?;
+                }
+            }
+            (other, true) => {
+                return Err(format!(
+                    "faults: a fixed fault schedule is replayed by the replay schedule, not \
+                     the {other} one (leave schedule out, or set it to replay)"
+                ))
+            }
+            (_, false) => {}
+        }
+        let replay_aim: ReplayAim = match self.replay_aim.as_deref() {
+            None => ReplayAim::default(),
+            Some(_) if schedule != ScheduleKind::Replay => {
+                return Err(
+                    "replay_aim (--replay-aim) applies to a replay (--replay RUN_DIR, or \
+                     [[faults]] in the test file)"
+                        .to_string(),
+                )
+            }
+            Some(a) => a.parse().map_err(|e| format!("replay_aim: {e}"))?,
         };
         if schedule == ScheduleKind::Adaptive
             && (self.nemesis_interval.is_some() || self.nemesis_targets.is_some())
@@ -357,8 +413,18 @@ impl TestFile {
             0.1,
         )?;
         let mut notes = Vec::new();
-        let nemesis_defaulted = self.nemesis.is_none();
+        let nemesis_defaulted = self.nemesis.is_none() && schedule != ScheduleKind::Replay;
         let nemesis = match self.nemesis {
+            // A replay needs exactly the kinds it replays.
+            None if schedule == ScheduleKind::Replay => {
+                let mut kinds = Vec::new();
+                for f in &replay {
+                    if !kinds.contains(&f.fault) {
+                        kinds.push(f.fault);
+                    }
+                }
+                kinds
+            }
             None => {
                 let mut d = vec![FaultKind::Partition, FaultKind::Pause, FaultKind::Kill];
                 match faultline_nemesis::clock::library() {
@@ -434,6 +500,19 @@ impl TestFile {
         if !(0.0..=1.0).contains(&loss) {
             return Err(format!(
                 "loss: must be a fraction between 0 and 1, got {loss}"
+            ));
+        }
+        if let Some((i, f)) = replay
+            .iter()
+            .enumerate()
+            .find(|(_, f)| !nemesis.contains(&f.fault))
+        {
+            return Err(format!(
+                "faults[{}] is a {} fault, but nemesis does not list {} (add it, or leave \
+                 nemesis out: a replay then takes the kinds of its faults)",
+                i + 1,
+                f.fault,
+                f.fault
             ));
         }
         if nemesis.contains(&FaultKind::Clock) {
@@ -580,6 +659,9 @@ impl TestFile {
             raft_binary: raft.binary,
             etcd: self.etcd.unwrap_or_default(),
             consul: self.consul.unwrap_or_default(),
+            replay,
+            replay_aim,
+            replay_of: self.replay_of,
         })
     }
 }
@@ -628,6 +710,10 @@ impl TestConfig {
             }),
             etcd: (self.target == "etcd").then(|| self.etcd.clone()),
             consul: (self.target == "consul").then(|| self.consul.clone()),
+            replay_aim: (self.schedule == ScheduleKind::Replay)
+                .then(|| self.replay_aim.name().to_string()),
+            replay_of: self.replay_of.clone(),
+            faults: (self.schedule == ScheduleKind::Replay).then(|| self.replay.clone()),
         }
     }
 
@@ -684,6 +770,42 @@ mod tests {
         assert_eq!(again.seed, 42);
         assert_eq!(again.nemesis, vec![FaultKind::Pause]);
         assert_eq!(again.to_toml(), c.to_toml());
+    }
+
+    #[test]
+    fn a_fault_schedule_is_replayed_and_round_trips_through_test_toml() {
+        let text = "nodes = 3\n[[faults]]\nat = 1.5\nheal = 2.0\nfault = \"kill\"\nnodes = [\"n2\"]\n\
+                    leader = \"n2\"\n[[faults]]\nat = 3.0\nheal = 4.0\nfault = \"partition\"\n\
+                    kind = \"isolate\"\ngrudge = { n1 = [\"n2\", \"n3\"], n2 = [\"n1\"], n3 = [\"n1\"] }\n";
+        let file: TestFile = toml::from_str(text).unwrap();
+        let c = file.resolve().unwrap();
+        assert_eq!(c.schedule, ScheduleKind::Replay);
+        assert_eq!(c.nemesis, vec![FaultKind::Kill, FaultKind::Partition]);
+        assert_eq!(c.replay_aim, ReplayAim::Leader);
+        let again: TestFile = toml::from_str(&c.to_toml()).unwrap();
+        let again = again.resolve().unwrap();
+        assert_eq!(again.replay, c.replay);
+        assert_eq!(again.to_toml(), c.to_toml());
+        // A fault kind the nemesis list leaves out, a replay aim without a replay, a bad node.
+        let e = TestFile {
+            nemesis: Some(vec!["kill".into()]),
+            ..toml::from_str(text).unwrap()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.contains("faults[2]") && e.contains("partition"), "{e}");
+        let e = TestFile {
+            replay_aim: Some("literal".into()),
+            ..TestFile::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.contains("replay_aim"), "{e}");
+        let e = toml::from_str::<TestFile>(&text.replace("nodes = [\"n2\"]", "nodes = [\"n7\"]"))
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(e.contains("faults[1]") && e.contains("n7"), "{e}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod lifecycle;
 mod recorder;
 mod results;
 
-pub use results::WriteReport;
+pub use results::{utc_stamp, WriteReport};
 mod status_sampler;
 mod target;
 mod view;
@@ -91,9 +91,10 @@ pub struct TestArgs {
     #[arg(long, value_delimiter = ',')]
     pub nemesis: Option<Vec<String>>,
     /// How faults are scheduled: adaptive (short scenarios aimed at the leader and at
-    /// elections, reacting to the leader it observes) or uniform (one fault at a time,
-    /// --nemesis-interval long, aimed by --nemesis-targets) [default: adaptive; uniform when
-    /// --nemesis-interval or --nemesis-targets is given].
+    /// elections, reacting to the leader it observes), uniform (one fault at a time,
+    /// --nemesis-interval long, aimed by --nemesis-targets) or replay (the [[faults]] of the
+    /// --config file, or of --replay RUN_DIR) [default: adaptive; uniform when
+    /// --nemesis-interval or --nemesis-targets is given; replay with faults].
     #[arg(long, value_name = "SCHEDULE")]
     pub schedule: Option<String>,
     /// Uniform schedule: length of each fault and of each quiet period, in seconds [default:
@@ -157,6 +158,15 @@ pub struct TestArgs {
     /// Read mode of the bundled Raft: read-index or lease [default: read-index].
     #[arg(long, value_name = "MODE")]
     pub raft_read_mode: Option<String>,
+    /// Repeat a recorded run's fault schedule: the same faults at the same offsets from the
+    /// start, the same seed and settings (RUN_DIR's test.toml; other flags override them).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+    pub replay: Option<PathBuf>,
+    /// How a replay aims its faults: leader (a fault that hit the recorded leader hits
+    /// today's leader: the names of the two swap) or literal (the recorded node names)
+    /// [default: leader].
+    #[arg(long, value_name = "HOW")]
+    pub replay_aim: Option<String>,
     /// Do not write operations to the history (only for measuring the recorder's own cost).
     #[arg(long, hide = true)]
     pub no_record: bool,
@@ -198,6 +208,8 @@ impl TestArgs {
             base_port: self.base_port,
             check_time_limit: self.check_time_limit,
             max_recovery: self.max_recovery,
+            replay_aim: self.replay_aim.clone(),
+            replay_of: None,
             raft,
             etcd: (self.etcd_bin.is_some() || self.etcd_serializable_reads).then(|| {
                 config::EtcdSection {
@@ -208,16 +220,77 @@ impl TestArgs {
             consul: self.consul_bin.as_ref().map(|b| config::ConsulSection {
                 binary: Some(b.clone()),
             }),
+            faults: None,
         }
     }
+}
+
+/// The definition that replays the run in `run_dir`: its `test.toml` (seed and settings), with
+/// its faults from `results.json` as the schedule (or the faults its `test.toml` already
+/// replays, when that run was a replay itself).
+pub fn replay_file(run_dir: &std::path::Path) -> Result<TestFile, String> {
+    let toml_path = run_dir.join("test.toml");
+    if !toml_path.is_file() {
+        return Err(format!(
+            "--replay {}: no test.toml there; give a run's folder (RESULTS_DIR/NAME/TIMESTAMP)",
+            run_dir.display()
+        ));
+    }
+    // A stable name for the source: `results/latest` points at the replay once it runs.
+    let run_dir = std::fs::canonicalize(run_dir)
+        .map_err(|e| format!("--replay {}: {e}", run_dir.display()))?;
+    let mut file = TestFile::load(&toml_path)?;
+    if file.faults.is_none() {
+        let results_path = run_dir.join("results.json");
+        let text = std::fs::read_to_string(&results_path).map_err(|e| {
+            format!(
+                "--replay: cannot read {}: {e} (a run that was killed before it wrote its \
+                 results cannot be replayed)",
+                results_path.display()
+            )
+        })?;
+        let results: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not JSON: {e}", results_path.display()))?;
+        let records: Vec<faultline_nemesis::FaultRecord> =
+            serde_json::from_value(results["faults"].clone())
+                .map_err(|e| format!("{}: faults: {e}", results_path.display()))?;
+        let mut planned = Vec::new();
+        for r in &records {
+            planned.push(
+                faultline_nemesis::replay::PlannedFault::from_record(r)
+                    .map_err(|e| format!("{}: {e}", results_path.display()))?,
+            );
+        }
+        file.faults = Some(planned);
+    }
+    // The kinds the schedule holds, not the source's whole list: a replay without clock faults
+    // must not need libfaketime. The network stays what the source's list asked for, so a
+    // schedule cut down to kills still runs in namespaces (or through the proxy) as before.
+    if let Some(kinds) = file.nemesis.take() {
+        let has = |k: &str| kinds.iter().any(|n| n == k);
+        if file.net.as_deref().is_none_or(|n| n == "auto") {
+            if has("latency") || has("loss") {
+                file.net = Some("proxy".to_string());
+            } else if has("partition") {
+                let root = nix::unistd::geteuid().is_root();
+                file.net = Some(if root { "netns" } else { "proxy" }.to_string());
+            }
+        }
+    }
+    file.schedule = Some("replay".to_string());
+    file.nemesis_interval = None;
+    file.nemesis_targets = None;
+    file.replay_of = Some(run_dir.display().to_string());
+    Ok(file)
 }
 
 /// Runs one test as `args` say: the verdict of the run, or why it could not be run (bad
 /// configuration, a cluster that would not start, ...), in words for the user.
 pub fn run(args: TestArgs, write_report: WriteReport) -> Result<Verdict, String> {
-    let file = match &args.config {
-        Some(path) => TestFile::load(path)?,
-        None => TestFile::default(),
+    let file = match (&args.config, &args.replay) {
+        (Some(path), _) => TestFile::load(path)?,
+        (None, Some(run_dir)) => replay_file(run_dir)?,
+        (None, None) => TestFile::default(),
     };
     let config = file.overridden_by(args.as_file()).resolve()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -378,6 +378,8 @@ async fn drive(
         interval: config.nemesis_interval,
         min_quiet: config.max_recovery.unwrap_or_default(),
         seed: seeds.random(),
+        replay: config.replay.clone(),
+        replay_aim: config.replay_aim,
     };
     let nemesis = {
         let cluster = cluster.clone();

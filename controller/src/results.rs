@@ -313,6 +313,8 @@ pub async fn finish(
     let results = json!({
         "name": config.name,
         "seed": config.seed,
+        "schedule": config.schedule.name(),
+        "replay_of": config.replay_of,
         "target": summary.target,
         "target_version": summary.target_version,
         "workload": config.workload.to_string(),

@@ -34,6 +34,10 @@ struct Cli {
 enum Command {
     /// Run a test: start a cluster, drive clients while faults hit it, check the history.
     Test(Box<faultline_controller::TestArgs>),
+    /// Run a matrix of tests × seeds as one gate: one verdict, one JUnit file, one page.
+    Campaign(faultline_campaign::campaign::CampaignArgs),
+    /// Cut a failing run's fault schedule down to the smallest one that still fails.
+    Shrink(faultline_campaign::shrink::ShrinkArgs),
     /// Kill processes that a killed test controller left behind.
     Clean(clean::CleanArgs),
     /// Check recorded histories for linearizability.
@@ -71,6 +75,30 @@ fn main() -> ExitCode {
             let outcome = faultline_controller::run(*args, faultline_report::write_report_or_warn);
             finish("test", outcome.map(exit_code))
         }
+        Command::Campaign(args) => {
+            let outcome = faultline_campaign::campaign::run(
+                args,
+                faultline_report::campaign::write_campaign_report_or_warn,
+            );
+            finish(
+                "campaign",
+                outcome.map(|o| match o.verdict {
+                    "valid" => EXIT_VALID,
+                    "invalid" => exit::EXIT_INVALID,
+                    _ => exit::EXIT_UNKNOWN,
+                }),
+            )
+        }
+        Command::Shrink(args) => finish(
+            "shrink",
+            faultline_campaign::shrink::run(args).map(|o| {
+                if o.reproduced {
+                    exit::EXIT_INVALID
+                } else {
+                    exit::EXIT_UNKNOWN
+                }
+            }),
+        ),
         Command::Clean(args) => clean::run(args),
         Command::Check(args) => check::run(args),
         Command::Convert(args) => convert::run(args),

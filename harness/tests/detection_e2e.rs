@@ -55,11 +55,17 @@ const DETECTING: &[&str] = &["linearizable (cas-register)", "convergence", "elec
 /// Runs the bug over [`SEEDS`] with `time_limit`; asserts it is caught (by a check that looks
 /// at the data) in at least 2.
 fn caught_in_most_seeds(bug: &str, time_limit: &str) {
+    caught_in_most_of(bug, time_limit, SEEDS);
+}
+
+/// Runs the bug over `seeds` with `time_limit`; asserts it is caught (by a check that looks at
+/// the data) in more than half of them.
+fn caught_in_most_of(bug: &str, time_limit: &str, seeds: &[&str]) {
     assert!(is_root(), "network namespaces need root (CI runs as root)");
     let results = scratch(bug).join("results");
     let mut verdicts = Vec::new();
     let mut invalid = 0;
-    for seed in SEEDS {
+    for seed in seeds {
         let (code, _, r) = run_test(
             &results,
             seed,
@@ -87,22 +93,22 @@ fn caught_in_most_seeds(bug: &str, time_limit: &str) {
         }
     }
     assert!(
-        invalid >= 2,
+        invalid * 2 > seeds.len(),
         "{bug} caught in only {invalid} of {} seeds:\n{}",
-        SEEDS.len(),
+        seeds.len(),
         verdicts.join("\n")
     );
 }
 
 // Time limits: the shortest that held on the development machine. First violations in 60 s
-// runs (10 seeds each, `scripts/bench-detection`): stale-read 1.6–13.5 s (seeds 1–3: 6.5,
-// 9.7, 9.7); ack-before-commit 1.3–13.1 s (5.0, 9.3, 9.1); lease-ignores-drift 1.5–25.9 s
-// (6.4, 9.4, 18.5); vote-without-log-check 3.1–60 s, caught in 9 of 10 (29.5, 60, not
-// caught), so it gets the full minute; skip-apply-on-restart needs one restart, and its
-// divergence shows at the end. lease-ignores-drift gets 45 s: at 30 s a CI run on this machine
-// caught it in only 1 of 3 seeds (in 30 s one seed drew no clock fault at all, another a single
-// clock bump on the leader that no read happened to expose; the previous checker gives the
-// same verdicts on every history those runs left).
+// runs (10 seeds each, `scripts/bench-detection`, with the hub-election scenario): stale-read
+// 1.7–17.0 s (seeds 1–3: 5.2, 9.9, 17.0); ack-before-commit 1.4–36.6 s (6.2, 9.5, 36.6);
+// lease-ignores-drift 1.6–29.4 s (6.2, 9.8, 4.9); vote-without-log-check 2.7–55.7 s, caught in
+// 9 of 10 (seeds 1–5: 34.6, 39.7, 16.9, not caught, 2.7), so it gets the full minute and five
+// seeds; skip-apply-on-restart needs one restart, and its divergence shows at the end.
+// lease-ignores-drift gets 45 s: at 30 s a CI run on this machine caught it in only 1 of 3
+// seeds (in 30 s one seed drew no clock fault at all, another a single clock bump on the leader
+// that no read happened to expose).
 
 #[test]
 fn stale_read_is_caught_with_the_defaults() {
@@ -114,9 +120,12 @@ fn lease_ignores_drift_is_caught_with_the_defaults() {
     caught_in_most_seeds("lease-ignores-drift", "45");
 }
 
+/// Five seeds, caught in at least three: its rate is the lowest of the bugs tested here (7 and
+/// 9 of 10 in the last two measurements), so three seeds needing two failed one CI run in
+/// about ten; five needing three fail about one in thirty at a 0.85 rate.
 #[test]
 fn vote_without_log_check_is_caught_with_the_defaults() {
-    caught_in_most_seeds("vote-without-log-check", "60");
+    caught_in_most_of("vote-without-log-check", "60", &["1", "2", "3", "4", "5"]);
 }
 
 #[test]
@@ -164,7 +173,7 @@ fn the_clean_build_passes_with_the_defaults() {
 /// both nodes and the term, whatever the clients saw (in most runs they saw nothing wrong).
 /// It needs a crash of every node, or of the leader with a majority (the `power-loss` and
 /// `crash-majority` scenarios, about twice a minute): caught in 10 of 10 60 s runs, first
-/// within 2.1–38.4 s (seeds 1–3: 20.1, 24.5, 5.2 s).
+/// within 2.1–37.0 s (seeds 1–3: 34.1, 37.0, 13.0 s).
 #[test]
 fn forget_vote_is_caught_as_two_leaders_in_one_term() {
     assert!(is_root(), "network namespaces need root (CI runs as root)");

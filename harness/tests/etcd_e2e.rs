@@ -198,4 +198,73 @@ fn etcd_under_partitions_pauses_and_kills_is_valid_and_serializable_reads_are_ca
         v["faults"]
     );
     no_etcd_left(&results);
+
+    campaign_and_replay_on_etcd(&dir);
+}
+
+/// The CI-gate commands on etcd: a campaign of one etcd cell (the default schedule: partitions,
+/// pauses and kills aimed at its leader), then a replay of that campaign's run with the recorded
+/// node names. Both valid; the replay applies the same faults (kinds, nodes, grudges) at the
+/// same offsets, within 250 ms.
+fn campaign_and_replay_on_etcd(dir: &Path) {
+    let file = dir.join("etcd-gate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"etcd-gate\"\nseeds = [3]\noutput = \"{}\"\n[test]\ntarget = \"etcd\"\n\
+             nodes = 3\ntime_limit = 12\nrecovery = 2\n",
+            dir.join("campaigns").display()
+        ),
+    )
+    .expect("campaign file");
+    let out = run(&["campaign", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let campaign = std::fs::read_dir(dir.join("campaigns").join("etcd-gate"))
+        .expect("campaign folder")
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("one campaign");
+    let c: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(campaign.join("campaign.json")).expect("campaign.json"),
+    )
+    .expect("JSON");
+    assert_eq!(c["verdict"], "valid", "{c}");
+    let source = campaign.join(c["runs"][0]["dir"].as_str().expect("the run"));
+    let recorded = results_json(&source);
+    assert_eq!(recorded["target"], "etcd");
+    let junit = std::fs::read_to_string(campaign.join("junit.xml")).expect("junit.xml");
+    assert!(junit.contains("name=\"seed 3\""), "{junit}");
+
+    let results = dir.join("replays");
+    let out = run(&[
+        "test",
+        "--replay",
+        source.to_str().unwrap(),
+        "--replay-aim",
+        "literal",
+        "--results-dir",
+        results.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let replayed = latest(&results);
+    assert_eq!(replayed["target"], "etcd");
+    assert_eq!(replayed["replay_of"], source.display().to_string());
+    let before = recorded["faults"].as_array().expect("faults");
+    let after = replayed["faults"].as_array().expect("faults");
+    assert!(!before.is_empty());
+    assert_eq!(before.len(), after.len(), "{after:?}");
+    for (b, a) in before.iter().zip(after) {
+        assert_eq!((&a["fault"], &a["grudge"]), (&b["fault"], &b["grudge"]));
+        assert_eq!(a["nodes"], b["nodes"]);
+        let (was, now) = (
+            b["issued_ms"].as_f64().unwrap(),
+            a["issued_ms"].as_f64().unwrap(),
+        );
+        assert!(
+            now >= was - 1.0 && now <= was + 250.0,
+            "{was} -> {now}: {a}"
+        );
+    }
+    no_etcd_left(&results);
 }

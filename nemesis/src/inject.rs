@@ -11,14 +11,16 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::{process, Aim, ClockMode, Cluster, FaultKind, Grudge, Leader, NemesisConfig};
 
-/// A fault as it was applied, for the run's results.
-#[derive(Clone, Debug, Serialize)]
+/// A fault as it was applied, for the run's results. It holds everything needed to apply the
+/// same fault again ([`crate::replay::PlannedFault`] is made from it), so a run's `faults` can
+/// be replayed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FaultRecord {
     pub id: u64,
     pub fault: FaultKind,
@@ -31,23 +33,42 @@ pub struct FaultRecord {
     /// The nodes affected (for a partition: those that cannot hear someone).
     pub nodes: Vec<String>,
     /// A partition's grudge: for each node, the nodes it cannot hear from.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grudge: Option<Grudge>,
+    /// A clock fault's offset per node (the full skew; a drift reaches it at the heal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets_ms: Option<BTreeMap<String, f64>>,
+    /// A latency fault's delay and jitter; a loss fault's fraction of messages dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
     /// The adaptive schedule's scenario this fault belongs to, and the scenario's number
     /// (faults of one scenario share it).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario_id: Option<u64>,
     /// Whom the fault was meant for, in words (`the leader`, `the new leader`, `a lagging
     /// follower`, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// In a replay: the id of the recorded fault this one repeats, and how its nodes were
+    /// re-resolved (`n2 -> n4`: the source's leader n2 is swapped with today's leader n4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<String>,
     /// The leader as observed when the fault started, and when it was healed.
     pub leader_at_start: Option<Leader>,
     pub leader_at_end: Option<Leader>,
-    /// Milliseconds since the test started: when it took effect, when its healing began, and
-    /// when it was healed (a restarted node takes a while to come back).
+    /// Milliseconds since the test started: when the schedule issued it (a clock fault takes
+    /// up to a few seconds to be verified on its nodes), when it took effect, when its healing
+    /// began, and when it was healed (a restarted node takes a while to come back).
+    #[serde(default)]
+    pub issued_ms: Option<f64>,
     pub start_ms: f64,
     pub heal_ms: Option<f64>,
     pub end_ms: Option<f64>,
@@ -94,8 +115,11 @@ impl Fault {
 #[derive(Clone, Debug, Default)]
 pub struct Origin {
     pub aim: Option<Aim>,
-    pub scenario: Option<(u64, &'static str)>,
+    pub scenario: Option<(u64, String)>,
     pub target: Option<String>,
+    /// A replayed fault: the recorded fault's id, and how its nodes were re-resolved.
+    pub replay_of: Option<u64>,
+    pub resolved: Option<String>,
 }
 
 /// A fault in force: its id and what healing it takes.
@@ -110,6 +134,22 @@ impl Active {
     pub fn fault_kind(&self) -> FaultKind {
         self.fault.kind()
     }
+
+    /// How often a clock fault that keeps moving (strobe, drift) must be updated; `None` for
+    /// every other fault.
+    pub fn clock_step(&self) -> Option<Duration> {
+        match &self.fault {
+            Fault::Clock {
+                mode: ClockMode::Strobe,
+                ..
+            } => Some(Duration::from_millis(250)),
+            Fault::Clock {
+                mode: ClockMode::Drift,
+                ..
+            } => Some(Duration::from_millis(100)),
+            _ => None,
+        }
+    }
 }
 
 /// Applies faults to a cluster and records them.
@@ -120,6 +160,9 @@ pub struct Injector<'a, C: Cluster> {
     /// Partitions in force, by fault id; the network holds their union.
     grudges: BTreeMap<u64, Grudge>,
     applied: Vec<FaultRecord>,
+    /// Whether a clock change is measured on its nodes before the step counts as done (up to
+    /// libfaketime's cache period and more: seconds).
+    verify_clocks: bool,
 }
 
 impl<'a, C: Cluster> Injector<'a, C> {
@@ -134,7 +177,16 @@ impl<'a, C: Cluster> Injector<'a, C> {
             record,
             grudges: BTreeMap::new(),
             applied: Vec::new(),
+            verify_clocks: true,
         }
+    }
+
+    /// Stops measuring clock changes on their nodes: for a replay, whose later steps have
+    /// deadlines that a measurement of several seconds would make them miss. The offsets are
+    /// still written at once; the records then have no measured offsets.
+    pub fn without_clock_verification(mut self) -> Self {
+        self.verify_clocks = false;
+        self
     }
 
     pub fn cluster(&self) -> &'a C {
@@ -152,6 +204,7 @@ impl<'a, C: Cluster> Injector<'a, C> {
 
     /// Starts `fault` and records it.
     pub async fn start(&mut self, fault: Fault, origin: Origin) -> Active {
+        let issued_ms = self.since_start();
         let id = self.applied.len() as u64 + 1;
         let kind = fault.kind();
         let leader = self.cluster.observed_leader();
@@ -162,11 +215,18 @@ impl<'a, C: Cluster> Injector<'a, C> {
             kind: None,
             nodes: Vec::new(),
             grudge: None,
-            scenario: origin.scenario.map(|(_, name)| name.to_string()),
-            scenario_id: origin.scenario.map(|(n, _)| n),
+            offsets_ms: None,
+            latency_ms: None,
+            jitter_ms: None,
+            loss: None,
+            scenario: origin.scenario.as_ref().map(|(_, name)| name.clone()),
+            scenario_id: origin.scenario.as_ref().map(|(n, _)| *n),
             target: origin.target.clone(),
+            replay_of: origin.replay_of,
+            resolved: origin.resolved.clone(),
             leader_at_start: leader.clone(),
             leader_at_end: None,
+            issued_ms: Some(issued_ms),
             start_ms: 0.0,
             heal_ms: None,
             end_ms: None,
@@ -222,10 +282,10 @@ impl<'a, C: Cluster> Injector<'a, C> {
                     } else {
                         *skew
                     };
-                    self.cluster.set_clock(node, first, true)
+                    self.cluster.set_clock(node, first, self.verify_clocks)
                 }))
                 .await;
-                let mut offsets = serde_json::Map::new();
+                let mut offsets = BTreeMap::new();
                 let mut measured = serde_json::Map::new();
                 for ((node, skew), result) in nodes.iter().zip(offsets_ms).zip(results) {
                     match result {
@@ -234,12 +294,13 @@ impl<'a, C: Cluster> Injector<'a, C> {
                         }
                         Err(e) => fr.errors.push(format!("{node}: {e}")),
                     }
-                    offsets.insert(node.clone(), json!(skew));
+                    offsets.insert(node.clone(), *skew);
                 }
                 detail["mode"] = json!(mode.name());
                 detail["nodes"] = json!(nodes);
                 detail["offsets_ms"] = json!(offsets);
                 detail["measured_ms"] = json!(measured);
+                fr.offsets_ms = Some(offsets);
                 fr.kind = Some(mode.name().to_string());
                 fr.nodes = nodes.clone();
             }
@@ -255,15 +316,24 @@ impl<'a, C: Cluster> Injector<'a, C> {
                 detail["latency_ms"] = json!(latency.as_secs_f64() * 1e3);
                 detail["jitter_ms"] = json!(jitter.as_secs_f64() * 1e3);
                 detail["loss"] = json!(loss);
+                fr.latency_ms = Some(latency.as_secs_f64() * 1e3);
+                fr.jitter_ms = Some(jitter.as_secs_f64() * 1e3);
+                fr.loss = Some(loss);
                 fr.nodes = self.cluster.nodes();
             }
         }
         if let Some(aim) = origin.aim {
             detail["aim"] = json!(aim.name());
         }
-        if let Some((n, name)) = origin.scenario {
+        if let Some((n, name)) = &origin.scenario {
             detail["scenario"] = json!(name);
             detail["scenario_id"] = json!(n);
+        }
+        if let Some(source) = origin.replay_of {
+            detail["replay_of"] = json!(source);
+        }
+        if let Some(r) = &origin.resolved {
+            detail["resolved"] = json!(r);
         }
         if let Some(t) = &origin.target {
             detail["target"] = json!(t);
@@ -307,22 +377,11 @@ impl<'a, C: Cluster> Injector<'a, C> {
         d: Duration,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
-        let Fault::Clock {
-            mode,
-            nodes,
-            offsets_ms,
-        } = &active.fault
-        else {
+        let Some(step) = active.clock_step() else {
             return wait(d, stop).await;
         };
         // Tokio's clock, like `wait`'s, so the hold ends after `d` also under paused time.
         let started = tokio::time::Instant::now();
-        let step = match mode {
-            ClockMode::Bump => return wait(d, stop).await,
-            ClockMode::Strobe => Duration::from_millis(250),
-            ClockMode::Drift => Duration::from_millis(100),
-        };
-        let mut flip = false;
         loop {
             if wait(step.min(d.saturating_sub(started.elapsed())), stop).await {
                 return true;
@@ -330,17 +389,35 @@ impl<'a, C: Cluster> Injector<'a, C> {
             if started.elapsed() >= d {
                 return false;
             }
-            flip = !flip;
-            let progress = started.elapsed().as_secs_f64() / d.as_secs_f64().max(1e-9);
-            for (node, skew) in nodes.iter().zip(offsets_ms) {
-                let offset = match mode {
-                    ClockMode::Strobe if flip => 0.0,
-                    ClockMode::Drift => skew * progress,
-                    _ => *skew,
-                };
-                // Best effort while strobing: a failure is reported when the fault heals.
-                let _ = self.cluster.set_clock(node, offset, false).await;
-            }
+            self.clock_tick(active, started.elapsed(), d).await;
+        }
+    }
+
+    /// Moves a strobing or drifting clock fault to where it should be after `held` of its
+    /// `d`: a strobe alternates between its offset and none every 250 ms, a drift grows
+    /// linearly to its offset at `d`. Other faults are left alone.
+    pub async fn clock_tick(&self, active: &Active, held: Duration, d: Duration) {
+        let Fault::Clock {
+            mode,
+            nodes,
+            offsets_ms,
+        } = &active.fault
+        else {
+            return;
+        };
+        let Some(step) = active.clock_step() else {
+            return;
+        };
+        let off = (held.as_nanos() / step.as_nanos().max(1)) % 2 == 1;
+        let progress = (held.as_secs_f64() / d.as_secs_f64().max(1e-9)).min(1.0);
+        for (node, skew) in nodes.iter().zip(offsets_ms) {
+            let offset = match mode {
+                ClockMode::Strobe if off => 0.0,
+                ClockMode::Drift => skew * progress,
+                _ => *skew,
+            };
+            // Best effort while strobing: a failure is reported when the fault heals.
+            let _ = self.cluster.set_clock(node, offset, false).await;
         }
     }
 
@@ -378,7 +455,7 @@ impl<'a, C: Cluster> Injector<'a, C> {
                 let results = join_all(
                     nodes
                         .iter()
-                        .map(|node| self.cluster.set_clock(node, 0.0, true)),
+                        .map(|node| self.cluster.set_clock(node, 0.0, self.verify_clocks)),
                 )
                 .await;
                 for (node, result) in nodes.iter().zip(results) {

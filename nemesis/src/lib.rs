@@ -27,6 +27,7 @@ pub mod net;
 pub mod partition;
 pub mod process;
 pub mod proxy;
+pub mod replay;
 pub mod schedule;
 pub mod uniform;
 
@@ -48,6 +49,7 @@ pub async fn run<C: Cluster>(
     match config.schedule {
         ScheduleKind::Adaptive => adaptive::run(cluster, config, test_start, record, stop).await,
         ScheduleKind::Uniform => uniform::run(cluster, config, test_start, record, stop).await,
+        ScheduleKind::Replay => replay::run(cluster, config, test_start, record, stop).await,
     }
 }
 
@@ -227,7 +229,7 @@ pub struct ClockReading {
 }
 
 /// A node that claims to lead, and the term it claims to lead (if the target reports terms).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leader {
     pub node: String,
     pub term: Option<u64>,
@@ -282,15 +284,18 @@ pub enum ScheduleKind {
     /// One fault at a time, each `interval` long, alternating with quiet periods of the same
     /// length; kind, aim and shape drawn uniformly (see [`uniform`]).
     Uniform,
+    /// The faults of a recorded run, at the same offsets from the start (see [`replay`]).
+    Replay,
 }
 
 impl ScheduleKind {
-    pub const NAMES: &'static [&'static str] = &["adaptive", "uniform"];
+    pub const NAMES: &'static [&'static str] = &["adaptive", "uniform", "replay"];
 
     pub fn name(self) -> &'static str {
         match self {
             ScheduleKind::Adaptive => "adaptive",
             ScheduleKind::Uniform => "uniform",
+            ScheduleKind::Replay => "replay",
         }
     }
 }
@@ -307,8 +312,9 @@ impl FromStr for ScheduleKind {
         match s {
             "adaptive" => Ok(ScheduleKind::Adaptive),
             "uniform" => Ok(ScheduleKind::Uniform),
+            "replay" => Ok(ScheduleKind::Replay),
             other => Err(format!(
-                "unknown schedule {other:?}; the schedules are: adaptive, uniform"
+                "unknown schedule {other:?}; the schedules are: adaptive, uniform, replay"
             )),
         }
     }
@@ -339,4 +345,7 @@ pub struct NemesisConfig {
     /// bound, `--max-recovery`, can be judged after every heal).
     pub min_quiet: Duration,
     pub seed: u64,
+    /// Replay schedule: the faults to apply, and how their nodes are chosen.
+    pub replay: Vec<replay::PlannedFault>,
+    pub replay_aim: replay::ReplayAim,
 }

@@ -121,6 +121,9 @@ impl Network {
         if nodes.len() > 250 {
             return Err("at most 250 nodes per network".to_string());
         }
+        // Two runs at once (a campaign, parallel tests) must not both pick the same free /24:
+        // the choice and the host address that claims it happen under one lock.
+        let _claim = subnet_lock()?;
         let third = free_subnet(tag, range)?;
         let [a, b, _, _] = range.octets();
         let ip = |last: u8| Ipv4Addr::new(a, b, third, last);
@@ -264,6 +267,21 @@ impl Network {
 
 fn state_path(tag: &str) -> PathBuf {
     Path::new(STATE_DIR).join(format!("{tag}.json"))
+}
+
+/// An exclusive lock over choosing subnets, held until dropped (released by the kernel if the
+/// process dies).
+fn subnet_lock() -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    std::fs::create_dir_all(STATE_DIR).map_err(|e| format!("cannot create {STATE_DIR}: {e}"))?;
+    let path = Path::new(STATE_DIR).join("subnet.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("cannot lock {}: {e}", path.display()))
 }
 
 /// A third octet in `range` whose /24 no host route uses, starting from one derived from the

@@ -160,6 +160,8 @@ mod tests {
             interval: Duration::from_secs(1),
             min_quiet: Duration::ZERO,
             seed,
+            replay: Vec::new(),
+            replay_aim: crate::replay::ReplayAim::Leader,
         }
     }
 

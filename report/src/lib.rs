@@ -16,6 +16,7 @@ use faultline_checker::format::Format;
 use faultline_checker::text::for_terminal;
 use faultline_checker::{ModelSpec, NilReads};
 
+pub mod campaign;
 mod counterexample;
 pub mod escape;
 pub mod html;
