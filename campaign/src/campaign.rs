@@ -39,7 +39,10 @@ none is invalid but some are unknown, errored or did not run (budget, Ctrl-C), 2
 campaign file.
 
 Example:
-  faultline campaign examples/campaign.toml --parallel 2 --budget 10m"
+  faultline campaign examples/ci/campaign.toml --parallel 2 --budget 10m
+
+Ctrl-C stops starting runs and lets those under way stop and check what they recorded; a \
+second Ctrl-C stops them at once; a third leaves at once (exit 130)."
 )]
 pub struct CampaignArgs {
     /// The campaign definition (TOML; see docs/campaign.md).
@@ -382,7 +385,7 @@ pub fn run(args: CampaignArgs, write_report: fn(&Path)) -> Result<Outcome, Strin
     let (parallel, source) = match (args.parallel, settings.parallel) {
         (Some(p), _) => (p, "--parallel".to_string()),
         (None, Some(p)) => (p, format!("{}: parallel", args.file.display())),
-        (None, None) => (if cores <= 4 { 1 } else { cores / 4 }, String::new()),
+        (None, None) => ((cores / 4).clamp(1, 64), String::new()),
     };
     if parallel == 0 || parallel > 64 {
         return Err(format!("{source}: between 1 and 64, got {parallel}"));
@@ -462,7 +465,7 @@ pub fn run(args: CampaignArgs, write_report: fn(&Path)) -> Result<Outcome, Strin
         while handled_signals < received {
             handled_signals += 1;
             interrupted = true;
-            stop_reason = Some("interrupted");
+            stop_reason.get_or_insert("interrupted");
             if handled_signals >= 3 {
                 eprintln!("\nfaultline campaign: stopped; runs under way are told to stop");
                 std::process::exit(130);
@@ -500,7 +503,12 @@ pub fn run(args: CampaignArgs, write_report: fn(&Path)) -> Result<Outcome, Strin
             }
         }
         // Launch.
-        while running.len() < parallel && next < rows.len() && stop_reason.is_none() {
+        // Not after a signal this pass has not dealt with yet (the top of the loop will).
+        while running.len() < parallel
+            && next < rows.len()
+            && stop_reason.is_none()
+            && signals::received() == handled_signals
+        {
             let row = &rows[next];
             let cell = &cells[row.cell];
             let overhead = if overheads.is_empty() {
@@ -581,11 +589,20 @@ pub fn run(args: CampaignArgs, write_report: fn(&Path)) -> Result<Outcome, Strin
             overheads: &overheads,
         },
     );
+    // Runs happened: a summary that cannot be written is said, not a reason to lose the
+    // verdict (the exit code still tells it).
     let path = dir.join("campaign.json");
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
-    std::fs::write(&path, text + "\n")
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    write_report(&dir);
+    let written = serde_json::to_string_pretty(&summary)
+        .map_err(|e| e.to_string())
+        .and_then(|text| std::fs::write(&path, text + "\n").map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => write_report(&dir),
+        Err(e) => eprintln!(
+            "faultline campaign: cannot write {}: {}",
+            path.display(),
+            for_terminal(&e)
+        ),
+    }
     let verdict = match summary["verdict"].as_str() {
         Some("invalid") => "invalid",
         Some("valid") => "valid",
@@ -716,6 +733,12 @@ fn summarize(
                 match res {
                     Some(res) => {
                         v["explanation"] = res["explanation"][0].clone();
+                        if v["explanation"].is_null() && res["interrupted"] == true {
+                            v["explanation"] = json!(
+                                "stopped before its time limit (interrupted); nothing found in \
+                                 what it recorded"
+                            );
+                        }
                         v["first_violation_s"] = res["first_violation_s"].clone();
                         v["duration_s"] = res["duration_s"].clone();
                         v["interrupted"] = res["interrupted"].clone();

@@ -55,13 +55,16 @@ pub struct Finished {
 
 impl Finished {
     /// `valid`, `invalid`, `unknown`, or `error` (no results: the run could not be made or
-    /// checked).
+    /// checked). A run stopped early that found nothing is `unknown`: it did not run its course.
     pub fn verdict(&self) -> String {
-        self.results
-            .as_ref()
-            .and_then(|r| r["verdict"].as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| "error".to_string())
+        let Some(r) = self.results.as_ref() else {
+            return "error".to_string();
+        };
+        match r["verdict"].as_str() {
+            Some("valid") if r["interrupted"] == true => "unknown".to_string(),
+            Some(v) => v.to_string(),
+            None => "error".to_string(),
+        }
     }
 
     /// The names of the checks that failed.
@@ -168,10 +171,11 @@ impl Running {
 /// Runs `job` to its end, passing stop signals on: each SIGINT or SIGTERM this process gets
 /// while the run is under way is passed to it (the first makes it stop and still check, the
 /// second stops it at once), and a third leaves at once (the kernel then tells the run to
-/// stop). Whether a signal came is [`signals::received`].
-pub fn run(job: Job) -> Result<Finished, String> {
+/// stop). `seen` is how many signals the caller had already dealt with when it decided to run
+/// the job (so one that arrives while the run starts is passed on, not lost).
+pub fn run(job: Job, seen: usize) -> Result<Finished, String> {
     let mut running = start(job)?;
-    let mut handled = signals::received();
+    let mut handled = seen;
     loop {
         if let Some(f) = running.poll() {
             return Ok(f);

@@ -145,7 +145,7 @@ impl Shrinker {
                 results_dir: self.dir.join("runs").join(format!("{number:03}-t{t}")),
                 log: self.dir.join("logs").join(format!("{number:03}-t{t}.log")),
             };
-            let finished = match runner::run(job) {
+            let finished = match runner::run(job, 0) {
                 Ok(f) => f,
                 Err(e) => {
                     self.stopped = Some(e);
@@ -204,6 +204,9 @@ impl Shrinker {
         Some(fails)
     }
 }
+
+/// Checks whose failure says something about the run rather than the data.
+const NOT_IN_THE_DATA: &[&str] = &["cluster-health", "availability"];
 
 /// Zeller's ddmin: a smallest-by-removal subset of `items` on which `fails` holds (given
 /// that it holds on all of them). `fails` returning `None` (budget spent) ends the search
@@ -314,13 +317,21 @@ pub fn run(mut args: ShrinkArgs) -> Result<Outcome, String> {
             for_terminal(results["verdict"].as_str().unwrap_or("unreadable"))
         ));
     }
-    let failed_checks: Vec<String> = results["checks"]
+    let mut failed_checks: Vec<String> = results["checks"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|c| c["verdict"] == "invalid")
         .filter_map(|c| c["name"].as_str().map(str::to_string))
         .collect();
+    // When the data showed the bug, only the data may show it again: a candidate whose cluster
+    // merely failed to recover (cluster-health, availability) is another failure.
+    if failed_checks
+        .iter()
+        .any(|c| !NOT_IN_THE_DATA.contains(&c.as_str()))
+    {
+        failed_checks.retain(|c| !NOT_IN_THE_DATA.contains(&c.as_str()));
+    }
     let mut base = faultline_controller::replay_file(&args.run_dir)?;
     if let Some(aim) = &args.replay_aim {
         aim.parse::<faultline_nemesis::replay::ReplayAim>()
@@ -472,6 +483,8 @@ pub fn run(mut args: ShrinkArgs) -> Result<Outcome, String> {
             // The budget covers the measurement too, but one run of the result always happens.
             let over = s.started.elapsed().as_secs_f64() + limit + s.overhead > budget;
             if runner::signals::received() > 0 || (t > 1 && over) {
+                s.stopped
+                    .get_or_insert_with(|| if over { "budget" } else { "interrupted" }.into());
                 break;
             }
             let job = Job {
@@ -480,18 +493,41 @@ pub fn run(mut args: ShrinkArgs) -> Result<Outcome, String> {
                 results_dir: dir.join("runs").join(format!("final-t{t}")),
                 log: dir.join("logs").join(format!("final-t{t}.log")),
             };
-            let f = runner::run(job)?;
-            final_runs += 1;
+            let f = match runner::run(job, 0) {
+                Ok(f) => f,
+                Err(e) => {
+                    s.stopped = Some(e);
+                    break;
+                }
+            };
             let failed = f.verdict() == "invalid"
                 && f.failed_checks().iter().any(|c| failed_checks.contains(c));
+            final_dirs.push(json!({"verdict": f.verdict(), "dir": f.run_dir}));
+            if !failed && runner::signals::received() > 0 {
+                // Cut short: its pass proves nothing.
+                s.stopped = Some("interrupted".to_string());
+                break;
+            }
+            final_runs += 1;
             if failed {
                 final_fails += 1;
                 s.best_run = f.run_dir.clone();
             }
-            final_dirs.push(json!({"verdict": f.verdict(), "dir": f.run_dir}));
         }
     }
-    let sentence = if reproduced {
+    let sentence = if reproduced && final_runs == 0 {
+        format!(
+            "failed in the search, but was not measured ({}): {} fault{} in {} s: {}",
+            s.stopped.as_deref().unwrap_or("interrupted"),
+            best.len(),
+            if best.len() == 1 { "" } else { "s" },
+            trim_float(limit),
+            best.iter()
+                .map(PlannedFault::describe)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else if reproduced {
         format!(
             "fails {final_fails}/{final_runs} times with {} fault{} in {} s: {}",
             best.len(),
@@ -562,7 +598,8 @@ pub fn run(mut args: ShrinkArgs) -> Result<Outcome, String> {
     }
     Ok(Outcome {
         dir,
-        reproduced: reproduced && final_fails > 0,
+        // Reproduced during the search: a measurement cut short does not undo that.
+        reproduced: reproduced && (final_fails > 0 || final_runs == 0),
     })
 }
 

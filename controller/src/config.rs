@@ -357,6 +357,22 @@ impl TestFile {
                     f.validate(&names)
                         .map_err(|e| format!("faults[{}] (at {} s): {e}", i + 1, f.at))?;
                 }
+                // The network holds one latency-and-loss setting at a time (partitions, unlike
+                // them, are combined): two such faults in force together would undo each other.
+                let mut degrading: Vec<(usize, f64, f64)> = replay
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| matches!(f.fault, FaultKind::Latency | FaultKind::Loss))
+                    .map(|(i, f)| (i + 1, f.at, f.heal.unwrap_or(f64::INFINITY)))
+                    .collect();
+                degrading.sort_by(|a, b| a.1.total_cmp(&b.1));
+                if let Some(w) = degrading.windows(2).find(|w| w[1].1 < w[0].2) {
+                    return Err(format!(
+                        "faults[{}] and faults[{}]: latency and loss faults may not overlap \
+                         (the network holds one such setting at a time)",
+                        w[0].0, w[1].0
+                    ));
+                }
             }
             (other, true) => {
                 return Err(format!(

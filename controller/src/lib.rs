@@ -232,19 +232,19 @@ pub fn replay_file(run_dir: &std::path::Path) -> Result<TestFile, String> {
     let toml_path = run_dir.join("test.toml");
     if !toml_path.is_file() {
         return Err(format!(
-            "--replay {}: no test.toml there; give a run's folder (RESULTS_DIR/NAME/TIMESTAMP)",
+            "{}: no test.toml there; give a run's folder (RESULTS_DIR/NAME/TIMESTAMP)",
             run_dir.display()
         ));
     }
     // A stable name for the source: `results/latest` points at the replay once it runs.
-    let run_dir = std::fs::canonicalize(run_dir)
-        .map_err(|e| format!("--replay {}: {e}", run_dir.display()))?;
+    let run_dir =
+        std::fs::canonicalize(run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
     let mut file = TestFile::load(&toml_path)?;
     if file.faults.is_none() {
         let results_path = run_dir.join("results.json");
         let text = std::fs::read_to_string(&results_path).map_err(|e| {
             format!(
-                "--replay: cannot read {}: {e} (a run that was killed before it wrote its \
+                "cannot read {}: {e} (a run that was killed before it wrote its \
                  results cannot be replayed)",
                 results_path.display()
             )
