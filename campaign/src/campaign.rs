@@ -628,24 +628,7 @@ fn make_dir(base: &Path) -> Result<PathBuf, String> {
             base.display()
         )
     })?;
-    let stamp = faultline_controller::utc_stamp(SystemTime::now());
-    for n in 0..100 {
-        let name = if n == 0 {
-            stamp.clone()
-        } else {
-            format!("{stamp}-{n}")
-        };
-        let dir = base.join(name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
-        }
-    }
-    Err(format!(
-        "too many campaigns in {} in one second",
-        base.display()
-    ))
+    faultline_controller::create_stamped_dir(base, &format!("campaigns in {}", base.display()))
 }
 
 fn progress_line(
@@ -791,31 +774,18 @@ fn summarize(
             .collect();
         fv.sort_by(f64::total_cmp);
         let pass_rate = (ran > 0).then(|| n("valid") as f64 / ran as f64);
-        let line = format!(
-            "{}/{} valid{}{}{}{}",
-            n("valid"),
-            ran,
-            if n("invalid") > 0 {
-                format!(", {} invalid", n("invalid"))
-            } else {
-                String::new()
-            },
-            if n("unknown") > 0 {
-                format!(", {} unknown", n("unknown"))
-            } else {
-                String::new()
-            },
-            if n("error") > 0 {
-                format!(", {} errors", n("error"))
-            } else {
-                String::new()
-            },
-            if n("skipped") > 0 {
-                format!(", {} not run", n("skipped"))
-            } else {
-                String::new()
-            },
-        );
+        // "2/3 valid, 1 invalid": the other counts only when there are any.
+        let mut line = format!("{}/{ran} valid", n("valid"));
+        for (status, label) in [
+            ("invalid", "invalid"),
+            ("unknown", "unknown"),
+            ("error", "errors"),
+            ("skipped", "not run"),
+        ] {
+            if n(status) > 0 {
+                line.push_str(&format!(", {} {label}", n(status)));
+            }
+        }
         cell_rows.push(json!({
             "id": cell.id,
             "values": cell.values.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<BTreeMap<String, Value>>(),

@@ -69,15 +69,19 @@ impl Finished {
 
     /// The names of the checks that failed.
     pub fn failed_checks(&self) -> Vec<String> {
-        self.results
-            .as_ref()
-            .and_then(|r| r["checks"].as_array())
-            .into_iter()
-            .flatten()
-            .filter(|c| c["verdict"] == "invalid")
-            .filter_map(|c| c["name"].as_str().map(str::to_string))
-            .collect()
+        self.results.as_ref().map(failed_checks).unwrap_or_default()
     }
+}
+
+/// The names of the checks a run's `results.json` says failed.
+pub fn failed_checks(results: &Value) -> Vec<String> {
+    results["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["verdict"] == "invalid")
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// Starts `faultline test` (this very binary) for `job`.

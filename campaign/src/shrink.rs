@@ -317,13 +317,7 @@ pub fn run(mut args: ShrinkArgs) -> Result<Outcome, String> {
             for_terminal(results["verdict"].as_str().unwrap_or("unreadable"))
         ));
     }
-    let mut failed_checks: Vec<String> = results["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["verdict"] == "invalid")
-        .filter_map(|c| c["name"].as_str().map(str::to_string))
-        .collect();
+    let mut failed_checks = runner::failed_checks(&results);
     // When the data showed the bug, only the data may show it again: a candidate whose cluster
     // merely failed to recover (cluster-health, availability) is another failure.
     if failed_checks
@@ -515,29 +509,24 @@ pub fn run(mut args: ShrinkArgs) -> Result<Outcome, String> {
             }
         }
     }
+    // "2 faults in 6 s: isolate n3 (leader) at 1.2 s for 0.8 s, kill n1 at 1.5 s"
+    let schedule = format!(
+        "{} fault{} in {} s: {}",
+        best.len(),
+        if best.len() == 1 { "" } else { "s" },
+        trim_float(limit),
+        best.iter()
+            .map(PlannedFault::describe)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let sentence = if reproduced && final_runs == 0 {
         format!(
-            "failed in the search, but was not measured ({}): {} fault{} in {} s: {}",
-            s.stopped.as_deref().unwrap_or("interrupted"),
-            best.len(),
-            if best.len() == 1 { "" } else { "s" },
-            trim_float(limit),
-            best.iter()
-                .map(PlannedFault::describe)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "failed in the search, but was not measured ({}): {schedule}",
+            s.stopped.as_deref().unwrap_or("interrupted")
         )
     } else if reproduced {
-        format!(
-            "fails {final_fails}/{final_runs} times with {} fault{} in {} s: {}",
-            best.len(),
-            if best.len() == 1 { "" } else { "s" },
-            trim_float(limit),
-            best.iter()
-                .map(PlannedFault::describe)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!("fails {final_fails}/{final_runs} times with {schedule}")
     } else if reproduce.is_none() {
         let tried = s.candidates.first().map_or(0, |c| c.tries.len());
         format!(

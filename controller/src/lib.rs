@@ -21,7 +21,7 @@ mod lifecycle;
 mod recorder;
 mod results;
 
-pub use results::{utc_stamp, WriteReport};
+pub use results::{create_stamped_dir, utc_stamp, WriteReport};
 mod status_sampler;
 mod target;
 mod view;

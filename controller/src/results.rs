@@ -54,6 +54,13 @@ pub fn create_run_dir(config: &TestConfig) -> Result<PathBuf, String> {
             base.display()
         )
     })?;
+    create_stamped_dir(&base, &format!("runs of {}", config.name))
+}
+
+/// Creates `BASE/<UTC timestamp>/` in an existing `base`, with a suffix (`-1` ... `-99`) when
+/// another process took that second's name first: creating the folder is the claim, so two
+/// runs (or campaigns) never share one. `what` names them in the error ("runs of NAME").
+pub fn create_stamped_dir(base: &Path, what: &str) -> Result<PathBuf, String> {
     let stamp = utc_stamp(SystemTime::now());
     for n in 0..100 {
         let name = if n == 0 {
@@ -68,7 +75,7 @@ pub fn create_run_dir(config: &TestConfig) -> Result<PathBuf, String> {
             Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
         }
     }
-    Err(format!("too many runs of {} in one second", config.name))
+    Err(format!("too many {what} in one second"))
 }
 
 /// `20261125T193000Z` for a time (UTC, basic ISO 8601: sorts and is safe in file names).
