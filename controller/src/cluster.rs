@@ -25,6 +25,9 @@ pub struct Net {
     pub proxy: Option<Proxy>,
     /// Each node's libfaketime control file, when clock faults are on.
     pub clock_files: Vec<Option<PathBuf>>,
+    /// Each node's data directory as a FUSE filesystem that can lose power (when
+    /// `lose-unfsynced` is on; empty otherwise).
+    pub disks: Vec<Mutex<Option<faultline_faultfs::Disk>>>,
 }
 
 /// The nodes of a run and their processes.
@@ -292,6 +295,21 @@ impl Cluster {
         }
     }
 
+    /// Unmounts the nodes' FUSE data directories (after the nodes stopped). What was not
+    /// synced stays in the backing directories: the run is over, nothing loses power now.
+    pub fn unmount_disks(&self) {
+        for (node, slot) in self.nodes.iter().zip(&self.net.disks) {
+            let disk = slot.lock().ok().and_then(|mut d| d.take());
+            if let Some(Err(e)) = disk.map(faultline_faultfs::Disk::unmount) {
+                tracing::warn!(
+                    node = node.name,
+                    error = e,
+                    "could not unmount the data directory"
+                );
+            }
+        }
+    }
+
     /// The tail of a node's log, for error messages.
     pub fn log_tail(&self, node: &str, lines: usize) -> String {
         let Some(i) = self.index(node) else {
@@ -300,6 +318,33 @@ impl Cluster {
         let text = std::fs::read_to_string(&self.nodes[i].log_path).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Waits until a killed node's process has exited (sending SIGKILL again if it lingers),
+    /// so its ports are free and nothing of it still writes to its data directory.
+    async fn await_exit(&self, node: &str) -> Result<(), String> {
+        if let Some(i) = self.index(node) {
+            let old = self.procs.lock().ok().and_then(|p| p[i].clone());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut killed_again = false;
+            while let Some(p) = old.as_ref().filter(|p| p.is_running()) {
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "{node}: its previous process (group {}) has not exited 10 s after \
+                         SIGKILL (stuck in the kernel?)",
+                        p.pgid
+                    ));
+                }
+                if !killed_again && deadline - Instant::now() < Duration::from_secs(8) {
+                    // The SIGKILL may not have landed (a group that changed, a missed
+                    // signal): send it again before giving up.
+                    let _ = faultline_nemesis::process::kill(p.pgid);
+                    killed_again = true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -336,30 +381,40 @@ impl faultline_nemesis::Cluster for Cluster {
         }
     }
 
-    async fn restart(&self, node: &str) -> Result<(), String> {
-        // Let the old process be reaped first, so its ports are free — and never start a
-        // second copy on the same data directory while the first may still write to it.
-        if let Some(i) = self.index(node) {
-            let old = self.procs.lock().ok().and_then(|p| p[i].clone());
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let mut killed_again = false;
-            while let Some(p) = old.as_ref().filter(|p| p.is_running()) {
-                if Instant::now() >= deadline {
-                    return Err(format!(
-                        "{node} was not restarted: its previous process (group {}) has not exited \
-                         10 s after SIGKILL (stuck in the kernel?)",
-                        p.pgid
-                    ));
-                }
-                if !killed_again && deadline - Instant::now() < Duration::from_secs(8) {
-                    // The SIGKILL may not have landed (a group that changed, a missed
-                    // signal): send it again before giving up.
-                    let _ = faultline_nemesis::process::kill(p.pgid);
-                    killed_again = true;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+    async fn lose_unfsynced(&self, node: &str) -> Result<String, String> {
+        // The process must be gone first: what it writes after the power loss would land on
+        // the new mount.
+        self.await_exit(node).await?;
+        let i = self
+            .index(node)
+            .ok_or_else(|| format!("unknown node {node}"))?;
+        if self.net.disks.is_empty() {
+            return Err(
+                "lose-unfsynced needs the data directories on faultline's filesystem, \
+                        which this run did not mount"
+                    .into(),
+            );
         }
+        let disks = &self.net.disks;
+        // Unmounting and rolling back blocks (file I/O, waiting for the old session).
+        let loss = tokio::task::block_in_place(|| {
+            let mut slot = disks[i]
+                .lock()
+                .map_err(|_| "the disk's lock is poisoned".to_string())?;
+            let disk = slot
+                .as_mut()
+                .ok_or_else(|| format!("{node}'s disk is not mounted"))?;
+            disk.power_loss()
+        })?;
+        tracing::info!(node, %loss, "power loss");
+        for skipped in &loss.skipped {
+            tracing::warn!(node, skipped, "power loss: an undo step was skipped");
+        }
+        Ok(loss.to_string())
+    }
+
+    async fn restart(&self, node: &str) -> Result<(), String> {
+        self.await_exit(node).await?;
         self.start(node)
     }
 

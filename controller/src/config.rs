@@ -28,6 +28,8 @@ pub struct TestFile {
     pub time_limit: Option<f64>,
     pub op_timeout: Option<f64>,
     pub nemesis: Option<Vec<String>>,
+    /// A named set of defaults for the keys below (`crash-storm`); keys given explicitly win.
+    pub profile: Option<String>,
     pub schedule: Option<String>,
     pub nemesis_interval: Option<f64>,
     pub nemesis_targets: Option<Vec<String>>,
@@ -171,6 +173,10 @@ pub const DEFAULT_NODES: usize = 5;
 /// answers has several clients asking it (with two per node, `lease-ignores-drift` went
 /// unnoticed in 1 of 8 minute-long runs, and was found later in the others).
 pub const DEFAULT_CONCURRENCY: usize = 20;
+/// Named sets of defaults (`profile`). `crash-storm`: a kill of one random member, a minority
+/// or the leader every 2 s (1 s down, 1 s up), half of them losing unsynced writes where FUSE
+/// is available, 30 clients with no rate limit: the load real durability bugs need.
+pub const PROFILES: &[&str] = &["crash-storm"];
 pub const DEFAULT_RATE: f64 = 200.0;
 pub const DEFAULT_TIME_LIMIT: f64 = 60.0;
 /// How long a client waits for an operation before recording it as `info`, by target: about
@@ -247,6 +253,7 @@ impl TestFile {
             time_limit: over.time_limit.or(self.time_limit),
             op_timeout: over.op_timeout.or(self.op_timeout),
             nemesis: over.nemesis.or(self.nemesis),
+            profile: over.profile.or(self.profile),
             schedule: over.schedule.or(self.schedule),
             nemesis_interval: over.nemesis_interval.or(self.nemesis_interval),
             nemesis_targets: over.nemesis_targets.or(self.nemesis_targets),
@@ -272,8 +279,52 @@ impl TestFile {
         }
     }
 
+    /// Fills the keys a profile sets and the file left out (see [`PROFILES`]); notes say what
+    /// it left out and why.
+    fn apply_profile(mut self) -> Result<(TestFile, Vec<String>), String> {
+        let mut notes = Vec::new();
+        match self.profile.as_deref() {
+            None => {}
+            Some("crash-storm") => {
+                // Durability bugs need kills of random members every second or two, with and
+                // without losing unsynced writes, under as much client load as the cluster takes.
+                if self.nemesis.is_none() {
+                    let mut kinds = vec!["kill".to_string()];
+                    match faultline_faultfs::check_available() {
+                        Ok(()) => kinds.push("lose-unfsynced".to_string()),
+                        Err(e) => notes.push(format!("crash-storm without lose-unfsynced: {e}")),
+                    }
+                    self.nemesis = Some(kinds);
+                }
+                if self.schedule.is_none() && self.faults.is_none() {
+                    self.schedule = Some("uniform".into());
+                    self.nemesis_interval.get_or_insert(1.0);
+                    self.nemesis_targets.get_or_insert_with(|| {
+                        vec!["one".into(), "minority".into(), "leader".into()]
+                    });
+                }
+                self.rate.get_or_insert(0.0);
+                self.concurrency.get_or_insert(30);
+            }
+            Some(other) => {
+                return Err(format!(
+                    "profile: unknown profile {other:?}; the profiles are: {}",
+                    PROFILES.join(", ")
+                ))
+            }
+        }
+        Ok((self, notes))
+    }
+
     /// Applies defaults and checks every value; errors name the key and what is allowed.
     pub fn resolve(self) -> Result<TestConfig, String> {
+        let (this, profile_notes) = self.apply_profile()?;
+        let mut config = this.resolve_keys()?;
+        config.notes.extend(profile_notes);
+        Ok(config)
+    }
+
+    fn resolve_keys(self) -> Result<TestConfig, String> {
         let target = self.target.unwrap_or_else(|| "raft".to_string());
         if !TARGETS.contains(&target.as_str()) {
             return Err(format!(
@@ -700,6 +751,8 @@ impl TestConfig {
             } else {
                 self.nemesis.iter().map(|f| f.to_string()).collect()
             }),
+            // The profile's values are all written out below.
+            profile: None,
             schedule: Some(self.schedule.to_string()),
             // Only the uniform schedule has them (the adaptive one refuses them).
             nemesis_interval: (self.schedule == ScheduleKind::Uniform)

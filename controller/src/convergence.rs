@@ -29,10 +29,196 @@ pub struct Convergence {
     pub skipped: Option<String>,
     /// Each node's own view of its state, when the target reports one.
     pub node_states: BTreeMap<String, Value>,
-    /// When every node reports the same applied index but not the same state digest (the
-    /// bundled Raft's `/status`), the digests: the replicas applied different commands, even
-    /// if no key compared differs now.
-    pub digest_mismatch: Option<BTreeMap<String, String>>,
+    /// Each member's state fingerprint and whether they agree (see [`Fingerprints`]).
+    pub fingerprints: Fingerprints,
+}
+
+/// One member's fingerprint: where it is (its applied index) and what its replicated state
+/// is there, in the target's own terms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fingerprint {
+    /// The member's applied index: the bundled Raft's, etcd's `raftAppliedIndex`, Consul's
+    /// KV index, a custom target's `position`.
+    pub position: u64,
+    /// What is compared at that position, by name: "state digest" (bundled Raft), "revision"
+    /// and "HashKV" or "Hash" (etcd), "KV digest" (Consul), "fingerprint" (custom).
+    pub values: BTreeMap<String, String>,
+}
+
+/// The replicas' fingerprints, compared. Two members at the same position must have the same
+/// fingerprint: a difference is a `divergence` even when every key read agrees (replicas that
+/// applied different commands, or the same commands to different data).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Fingerprints {
+    pub members: BTreeMap<String, Fingerprint>,
+    /// Whether the fingerprints were compared (all members at one position).
+    pub compared: bool,
+    /// Why not, or what the comparison covers.
+    pub note: Option<String>,
+    /// Members whose fingerprint differs from the largest group's, when compared.
+    pub differ: Vec<String>,
+}
+
+impl Fingerprints {
+    /// Compares `members` (see the type's documentation).
+    pub fn compare(members: BTreeMap<String, Fingerprint>) -> Fingerprints {
+        let mut f = Fingerprints {
+            members,
+            ..Fingerprints::default()
+        };
+        if f.members.len() < 2 {
+            f.note = Some(format!(
+                "{} member(s) reported a fingerprint: nothing to compare",
+                f.members.len()
+            ));
+            return f;
+        }
+        let positions: std::collections::BTreeSet<u64> =
+            f.members.values().map(|m| m.position).collect();
+        if positions.len() > 1 {
+            let shown: Vec<String> = f
+                .members
+                .iter()
+                .map(|(n, m)| format!("{n} {}", m.position))
+                .collect();
+            f.note = Some(format!(
+                "not compared: the members stayed at different applied indexes ({})",
+                shown.join(", ")
+            ));
+            return f;
+        }
+        f.compared = true;
+        let groups = groups(&f.members);
+        f.differ = groups[1..]
+            .iter()
+            .flat_map(|(_, nodes)| nodes.iter().cloned())
+            .collect();
+        f
+    }
+
+    /// The divergence sentence, if members at one position disagree: "n3 at applied index
+    /// 29464 has revision 24514, n1 and n2 have 24516; their HashKV differ".
+    pub fn sentence(&self) -> Option<String> {
+        if !self.compared || self.differ.is_empty() {
+            return None;
+        }
+        let groups = groups(&self.members);
+        let (common_values, common_nodes) = &groups[0];
+        let position = self.members.values().next()?.position;
+        let mut parts = Vec::new();
+        for (values, nodes) in &groups[1..] {
+            // Name the first field that differs with both values, the others by name only.
+            let differing: Vec<&String> = values
+                .keys()
+                .chain(common_values.keys())
+                .filter(|k| values.get(*k) != common_values.get(*k))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let Some(first) = differing
+                .iter()
+                .find(|k| k.as_str() == "revision")
+                .or(differing.first())
+            else {
+                continue;
+            };
+            let show = |v: Option<&String>| v.map_or("nothing".to_string(), |v| show(v));
+            let mut part = format!(
+                "{} at applied index {position} {} {first} {}, {} {} {}",
+                and_list(nodes),
+                if nodes.len() == 1 { "has" } else { "have" },
+                show(values.get(*first)),
+                and_list(common_nodes),
+                if common_nodes.len() == 1 {
+                    "has"
+                } else {
+                    "have"
+                },
+                show(common_values.get(*first)),
+            );
+            let others: Vec<&str> = differing
+                .iter()
+                .filter(|k| **k != *first)
+                .map(|k| k.as_str())
+                .collect();
+            if !others.is_empty() {
+                part.push_str(&format!("; their {} differ", others.join(" and ")));
+            }
+            parts.push(part);
+        }
+        Some(format!(
+            "divergence: {}",
+            faultline_checker::text::for_terminal(&parts.join("; "))
+        ))
+    }
+}
+
+/// "n1", "n1 and n2", "n1, n2 and n3".
+fn and_list(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// Members grouped by fingerprint, the largest group first (ties: by name).
+fn groups(members: &BTreeMap<String, Fingerprint>) -> Vec<(BTreeMap<String, String>, Vec<String>)> {
+    let mut groups: Vec<(BTreeMap<String, String>, Vec<String>)> = Vec::new();
+    for (node, m) in members {
+        match groups.iter_mut().find(|(v, _)| *v == m.values) {
+            Some((_, nodes)) => nodes.push(node.clone()),
+            None => groups.push((m.values.clone(), vec![node.clone()])),
+        }
+    }
+    groups.sort_by_key(|(_, nodes)| std::cmp::Reverse(nodes.len()));
+    groups
+}
+
+/// A member's fingerprint from its reported state (`node_state`), in whichever target's
+/// terms it comes: the bundled Raft's `/status` (`applied_index`, `state_digest`), etcd's
+/// (`raft_applied_index`, `revision`, `hash` of kind `hashkv` or `hash`), Consul's
+/// (`kv_index`, `kv_digest`), or a custom target's (`position` or `applied_index`, and
+/// `fingerprint`).
+pub fn fingerprint_of(state: &Value) -> Option<Fingerprint> {
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let mut values = BTreeMap::new();
+    let position;
+    if let Some(applied) = state.get("raft_applied_index").and_then(Value::as_u64) {
+        // etcd: the revision, and the hash where the member gave one.
+        position = applied;
+        if let Some(r) = state.get("revision").and_then(text) {
+            values.insert("revision".to_string(), r);
+        }
+        if let Some(h) = state.get("hash").and_then(text) {
+            let kind = match state.get("hash_kind").and_then(Value::as_str) {
+                Some("hashkv") => "HashKV",
+                _ => "Hash",
+            };
+            values.insert(kind.to_string(), h);
+        }
+    } else if let Some(digest) = state.get("kv_digest").and_then(text) {
+        position = state.get("kv_index").and_then(Value::as_u64)?;
+        values.insert("KV digest".to_string(), digest);
+    } else if let Some(digest) = state.get("state_digest").and_then(text) {
+        position = state.get("applied_index").and_then(Value::as_u64)?;
+        values.insert("state digest".to_string(), digest);
+    } else {
+        let print = state.get("fingerprint").and_then(text)?;
+        position = state
+            .get("position")
+            .or_else(|| state.get("applied_index"))
+            .and_then(Value::as_u64)?;
+        values.insert("fingerprint".to_string(), print);
+    }
+    if values.is_empty() {
+        return None;
+    }
+    Some(Fingerprint { position, values })
 }
 
 /// One key on which replicas disagree.
@@ -47,13 +233,7 @@ impl Convergence {
     /// One sentence for people, if anything diverged.
     pub fn sentence(&self) -> Option<String> {
         let Some(first) = self.divergent.first() else {
-            let digests = self.digest_mismatch.as_ref()?;
-            let shown: Vec<String> = digests.iter().map(|(n, d)| format!("{n} {d}")).collect();
-            return Some(format!(
-                "divergence: the replicas applied the same number of commands but not the same \
-                 ones (state digests {})",
-                faultline_checker::text::for_terminal(&shown.join(", "))
-            ));
+            return self.fingerprints.sentence();
         };
         // Group nodes by the value they hold; the biggest group is "the others".
         let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
@@ -200,27 +380,85 @@ pub async fn check(cluster: &Arc<Cluster>, keys: &[String], patience: Duration) 
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    for node in &cluster.nodes {
-        if let Some(state) = cluster.node_state(node).await {
-            result.node_states.insert(node.name.clone(), state);
+    // Fingerprints at a common point: with the traffic over, members reach the same applied
+    // index within moments; read again (up to a few seconds more) until they do.
+    let deadline = deadline.max(Instant::now() + Duration::from_secs(5));
+    loop {
+        result.node_states.clear();
+        let mut members = BTreeMap::new();
+        for node in &cluster.nodes {
+            if let Some(state) = cluster.node_state(node).await {
+                if let Some(f) = fingerprint_of(&state) {
+                    members.insert(node.name.clone(), f);
+                }
+                result.node_states.insert(node.name.clone(), state);
+            }
         }
+        result.fingerprints = Fingerprints::compare(members);
+        let settled = result.fingerprints.compared || result.fingerprints.members.len() < 2;
+        if settled || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    result.digest_mismatch = digest_mismatch(&result.node_states);
     result
 }
 
-/// Digests of nodes at one applied index, if they are not all equal.
-fn digest_mismatch(states: &BTreeMap<String, Value>) -> Option<BTreeMap<String, String>> {
-    let mut index = None;
-    let mut digests = BTreeMap::new();
-    for (node, s) in states {
-        let applied = s.get("applied_index")?.as_u64()?;
-        let digest = s.get("state_digest")?.as_str()?;
-        if *index.get_or_insert(applied) != applied {
-            return None; // not comparable: a node is behind
-        }
-        digests.insert(node.clone(), digest.to_string());
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn members(states: &[(&str, Value)]) -> BTreeMap<String, Fingerprint> {
+        states
+            .iter()
+            .filter_map(|(n, s)| Some((n.to_string(), fingerprint_of(s)?)))
+            .collect()
     }
-    let first = digests.values().next()?;
-    digests.values().any(|d| d != first).then_some(digests)
+
+    #[test]
+    fn etcd_members_at_one_applied_index_with_another_revision_diverge() {
+        let etcd = |rev: u64, hash: u64| json!({"raft_applied_index": 29464, "revision": rev, "hash": hash, "hash_kind": "hashkv"});
+        let f = Fingerprints::compare(members(&[
+            ("n1", etcd(24516, 7)),
+            ("n2", etcd(24516, 7)),
+            ("n3", etcd(24514, 9)),
+        ]));
+        assert!(f.compared);
+        assert_eq!(f.differ, vec!["n3"]);
+        assert_eq!(
+            f.sentence().unwrap(),
+            "divergence: n3 at applied index 29464 has revision 24514, n1 and n2 have 24516; \
+             their HashKV differ"
+        );
+        // Agreement: no sentence.
+        let same = Fingerprints::compare(members(&[("n1", etcd(1, 2)), ("n2", etcd(1, 2))]));
+        assert!(same.compared && same.sentence().is_none());
+    }
+
+    #[test]
+    fn members_at_different_positions_are_not_compared() {
+        let raft = |applied: u64, d: &str| json!({"applied_index": applied, "state_digest": d});
+        let f = Fingerprints::compare(members(&[("n1", raft(10, "a")), ("n2", raft(12, "b"))]));
+        assert!(!f.compared);
+        assert!(f.note.unwrap().contains("n1 10, n2 12"));
+        let f = Fingerprints::compare(members(&[("n1", raft(12, "a")), ("n2", raft(12, "b"))]));
+        // Two members, one each: the first by name is "the others".
+        assert_eq!(f.differ, vec!["n2"]);
+        assert!(f.sentence().unwrap().contains("state digest"));
+    }
+
+    #[test]
+    fn each_target_s_state_gives_its_fingerprint() {
+        let consul = fingerprint_of(&json!({"kv_index": 40, "kv_digest": "ab12", "kv_keys": 3}));
+        assert_eq!(consul.unwrap().position, 40);
+        let custom = fingerprint_of(&json!({"position": 5, "fingerprint": "x"})).unwrap();
+        assert_eq!(custom.values["fingerprint"], "x");
+        let etcd34 = fingerprint_of(
+            &json!({"raft_applied_index": 9, "revision": 4, "hash": 77, "hash_kind": "hash"}),
+        )
+        .unwrap();
+        assert_eq!(etcd34.values["Hash"], "77");
+        assert!(fingerprint_of(&json!({"role": "leader"})).is_none());
+    }
 }

@@ -526,6 +526,7 @@ mod tests {
             heal_ms: Some(end),
             end_ms: Some(end),
             errors: Vec::new(),
+            lost: None,
         }
     }
 

@@ -90,6 +90,11 @@ pub struct TestArgs {
     /// [default: partition,pause,kill,clock; clock only if libfaketime is installed].
     #[arg(long, value_delimiter = ',')]
     pub nemesis: Option<Vec<String>>,
+    /// A named set of defaults; flags given explicitly win. crash-storm: kills of random
+    /// members every 2 s (with lose-unfsynced too, where FUSE is available) under unlimited
+    /// client load, for durability bugs.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
     /// How faults are scheduled: adaptive (short scenarios aimed at the leader and at
     /// elections, reacting to the leader it observes), uniform (one fault at a time,
     /// --nemesis-interval long, aimed by --nemesis-targets) or replay (the [[faults]] of the
@@ -192,6 +197,7 @@ impl TestArgs {
             time_limit: self.time_limit,
             op_timeout: self.op_timeout,
             nemesis: self.nemesis.clone(),
+            profile: self.profile.clone(),
             schedule: self.schedule.clone(),
             nemesis_interval: self.nemesis_interval,
             nemesis_targets: self.nemesis_targets.clone(),

@@ -101,6 +101,9 @@ pub async fn run(
             config.nemesis.retain(|f| *f != FaultKind::Clock);
         }
     }
+    if config.nemesis.contains(&FaultKind::LoseUnfsynced) {
+        faultline_faultfs::check_available().map_err(|e| format!("nemesis lose-unfsynced: {e}"))?;
+    }
     let run_dir = results::create_run_dir(&config)?;
     results::init_logging(&run_dir)?;
     std::fs::write(run_dir.join("test.toml"), config.to_toml())
@@ -186,6 +189,20 @@ pub async fn run(
             specs
         }
     };
+    // Data directories that can lose power: each a FUSE mount over run_dir/disks/<node>.
+    // Unmounted after the nodes stop, or by the drop of `disks` on an early return.
+    let mut disks = Vec::new();
+    if config.nemesis.contains(&FaultKind::LoseUnfsynced) {
+        for spec in &specs {
+            let backing = run_dir.join("disks").join(&spec.name);
+            let disk = faultline_faultfs::Disk::mount(&backing, &spec.data_dir, &spec.name)?;
+            disks.push(std::sync::Mutex::new(Some(disk)));
+        }
+        tracing::info!(
+            count = disks.len(),
+            "data directories mounted (lose-unfsynced)"
+        );
+    }
     let clock_lib = match config.nemesis.contains(&FaultKind::Clock) {
         true => Some(clock::library()?),
         false => None,
@@ -225,6 +242,7 @@ pub async fn run(
         network: network.as_ref().map(|n| n.0.clone()),
         proxy,
         clock_files,
+        disks,
     };
     let client = target.client(specs.clone(), &run_dir.join("client-driver.log"), &run_id)?;
     let info = TargetInfo {
@@ -249,7 +267,11 @@ pub async fn run(
     .await;
     // Whatever happened, no node survives this point.
     let c = cluster.clone();
-    let _ = tokio::task::spawn_blocking(move || c.stop_all()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        c.stop_all();
+        c.unmount_disks();
+    })
+    .await;
     cluster.client.stop();
     tracing::info!("nodes stopped");
     // And no namespace either (the guard also covers early returns above).

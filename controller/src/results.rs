@@ -44,6 +44,53 @@ pub struct RunSummary {
     pub not_recovered: Option<String>,
 }
 
+/// The replicas' fingerprints as the report's table shows them: one row per member with its
+/// position, what was compared, whether it differs, and the last faults that hit it (the
+/// likeliest cause of a divergence).
+fn fingerprint_rows(summary: &RunSummary) -> Value {
+    let Some(f) = summary.convergence.as_ref().map(|c| &c.fingerprints) else {
+        return Value::Null;
+    };
+    let rows: Vec<Value> = f
+        .members
+        .iter()
+        .map(|(node, m)| {
+            let mut hits: Vec<&FaultRecord> = summary
+                .faults
+                .iter()
+                .filter(|r| r.nodes.iter().any(|n| n == node))
+                .collect();
+            hits.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+            let last: Vec<String> = hits
+                .iter()
+                .rev()
+                .take(3)
+                .rev()
+                .map(|r| {
+                    format!(
+                        "#{} {}{} at {:.1} s",
+                        r.id,
+                        r.fault.name(),
+                        r.kind
+                            .as_deref()
+                            .map(|k| format!(" ({k})"))
+                            .unwrap_or_default(),
+                        r.start_ms / 1e3
+                    )
+                })
+                .collect();
+            json!({
+                "node": node,
+                "position": m.position,
+                "values": m.values,
+                "differs": f.differ.contains(node),
+                "last_faults": last,
+            })
+        })
+        .collect();
+    json!({"compared": f.compared, "note": f.note, "members": rows})
+}
+
 /// Creates `RESULTS_DIR/NAME/<UTC timestamp>/` (with a suffix if two runs start in the same
 /// second).
 pub fn create_run_dir(config: &TestConfig) -> Result<PathBuf, String> {
@@ -342,6 +389,7 @@ pub async fn finish(
         "election": election,
         "health": health,
         "convergence": summary.convergence,
+        "fingerprints": fingerprint_rows(&summary),
         "unexpected_exits": cluster.crashes().iter().map(|(n, how)| json!({"node": n, "status": how})).collect::<Vec<_>>(),
         "nodes": cluster.nodes,
         "config": config.to_file(),

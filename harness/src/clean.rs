@@ -1,5 +1,6 @@
 //! `faultline clean`: removes what a killed controller left behind: processes, network
-//! namespaces and the host interface of a namespaced network.
+//! namespaces and the host interface of a namespaced network, and the FUSE mounts of
+//! `lose-unfsynced` data directories (each names its controller's pid in `/proc/mounts`).
 //!
 //! Node processes normally die with their controller (parent-death signal), but a node's own
 //! children (a custom target's wrapper script, say) do not get that signal. Every process a
@@ -31,6 +32,23 @@ pub fn run(args: CleanArgs) -> ExitCode {
         );
         faultline_nemesis::net::remove_leftover(&tag, &namespaces, &host_if);
     }
+    // Data directories still mounted by a controller that is gone (a dead FUSE server's mount
+    // only answers "transport endpoint is not connected": a lazy unmount always works).
+    let mut found = false;
+    for m in faultline_faultfs::mounted() {
+        if is_alive(m.owner) && is_faultline(m.owner) && !args.all {
+            continue;
+        }
+        found = true;
+        let shown = faultline_checker::text::for_terminal(&m.mountpoint.display().to_string());
+        match faultline_faultfs::force_unmount(&m.mountpoint) {
+            Ok(()) => println!("faultline clean: unmounting data directory {shown}"),
+            Err(e) => eprintln!(
+                "faultline clean: {}",
+                faultline_checker::text::for_terminal(&e)
+            ),
+        }
+    }
     let me = std::process::id() as i32;
     let mut stray = Vec::new();
     for (pid, run) in processes_of_runs(None) {
@@ -45,7 +63,9 @@ pub fn run(args: CleanArgs) -> ExitCode {
         stray.push((pid, run));
     }
     if stray.is_empty() {
-        println!("faultline clean: nothing left behind");
+        if !found {
+            println!("faultline clean: nothing left behind");
+        }
         return ExitCode::from(EXIT_VALID);
     }
     for (pid, run) in &stray {

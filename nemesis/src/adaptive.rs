@@ -143,6 +143,8 @@ impl Scenario {
     /// Whether the scenario can run with the configured fault kinds and partition shapes.
     pub fn available(self, faults: &[FaultKind], shapes: &[PartitionKind]) -> bool {
         let has = |k| faults.contains(&k);
+        // A power loss is a kill that also drops unsynced writes: it serves wherever a kill does.
+        let kills = has(FaultKind::Kill) || has(FaultKind::LoseUnfsynced);
         let isolate_leader =
             has(FaultKind::Partition) && shapes.contains(&PartitionKind::IsolateLeader);
         let isolate_one = has(FaultKind::Partition) && shapes.contains(&PartitionKind::IsolateOne);
@@ -151,15 +153,13 @@ impl Scenario {
             Scenario::KillLeader
             | Scenario::KillNewLeader
             | Scenario::PowerLoss
-            | Scenario::CrashMajority => has(FaultKind::Kill),
+            | Scenario::CrashMajority => kills,
             Scenario::PauseLeader | Scenario::PauseMinority => has(FaultKind::Pause),
             // Lag by isolation or by being down; depose the leader by isolation or a kill.
-            Scenario::LaggingElection => {
-                (isolate_one || has(FaultKind::Kill)) && (isolate_leader || has(FaultKind::Kill))
-            }
+            Scenario::LaggingElection => kills || (isolate_one && isolate_leader),
             Scenario::HubElection => isolate_leader,
-            Scenario::LeaderAndFollower => isolate_leader && has(FaultKind::Kill),
-            Scenario::RestartDuringElection => has(FaultKind::Kill),
+            Scenario::LeaderAndFollower => isolate_leader && kills,
+            Scenario::RestartDuringElection => kills,
             Scenario::Partition => {
                 has(FaultKind::Partition)
                     && shapes.iter().any(|s| *s != PartitionKind::IsolateLeader)
@@ -341,6 +341,19 @@ impl<C: Cluster> Play<'_, '_, C> {
         if *self.stop.borrow() {
             return None;
         }
+        // Each kill is a power loss when only those are allowed, and half of them when both
+        // are (the seed draws which; with neither allowed, no draw: schedules without power
+        // losses stay as they were).
+        let fault = match fault {
+            Fault::Kill(nodes) if self.allowed(FaultKind::LoseUnfsynced) => {
+                if !self.allowed(FaultKind::Kill) || self.schedule.rng().random_bool(0.5) {
+                    Fault::LoseUnfsynced(nodes)
+                } else {
+                    Fault::Kill(nodes)
+                }
+            }
+            other => other,
+        };
         let origin = Origin {
             aim: None,
             scenario: Some((self.number, self.scenario.name().to_string())),
@@ -456,7 +469,8 @@ impl<C: Cluster> Play<'_, '_, C> {
                     return false;
                 };
                 let lag_by_partition = self.shape_allowed(PartitionKind::IsolateOne)
-                    && (!self.allowed(FaultKind::Kill) || self.schedule.rng().random_bool(0.7));
+                    && (!(self.allowed(FaultKind::Kill) || self.allowed(FaultKind::LoseUnfsynced))
+                        || self.schedule.rng().random_bool(0.7));
                 let lag = if lag_by_partition {
                     self.isolate(&lagger)
                 } else {
@@ -880,6 +894,9 @@ mod tests {
         fn killed(&self, node: &str) {
             self.state.lock().unwrap().dead.insert(node.to_string());
         }
+        async fn lose_unfsynced(&self, _node: &str) -> Result<String, String> {
+            Ok(String::new())
+        }
         async fn restart(&self, node: &str) -> Result<(), String> {
             let mut s = self.state.lock().unwrap();
             s.dead.remove(node);
@@ -928,6 +945,27 @@ mod tests {
             let _ = c.wait();
         }
         records
+    }
+
+    /// With `lose-unfsynced` allowed, the kill scenarios run and their kills become power losses
+    /// (all of them when plain kills are not allowed, some of them when both are); every node
+    /// that lost power is restarted by the end.
+    #[tokio::test(start_paused = true)]
+    async fn power_losses_take_the_place_of_kills() {
+        let (fake, mut children) = Fake::new(5);
+        let only = config(&[FaultKind::LoseUnfsynced], PartitionKind::ALL);
+        assert_eq!(names(&menu(&only)).len(), 6, "{:?}", names(&menu(&only)));
+        let records = run_for(&fake, &only, 300, &mut children).await;
+        assert!(!records.is_empty());
+        assert!(records.iter().all(|r| r.fault == FaultKind::LoseUnfsynced));
+        assert!(fake.state.lock().unwrap().dead.is_empty());
+        let both = config(&[FaultKind::Kill, FaultKind::LoseUnfsynced], PartitionKind::ALL);
+        let records = run_for(&fake, &both, 300, &mut children).await;
+        let kinds: Vec<FaultKind> = records.iter().map(|r| r.fault).collect();
+        assert!(
+            kinds.contains(&FaultKind::Kill) && kinds.contains(&FaultKind::LoseUnfsynced),
+            "{kinds:?}"
+        );
     }
 
     /// Fifteen simulated minutes of the default schedule on a fake 5-node cluster: every fault is

@@ -61,6 +61,11 @@ pub enum FaultKind {
     Kill,
     /// SIGSTOP the node's processes; SIGCONT when the fault ends.
     Pause,
+    /// SIGKILL the node's processes *and* drop every write and directory change its data
+    /// directory had not made durable (fsync), as a power loss would; restart the node on what
+    /// a disk would have kept when the fault ends. Needs the data directories served through
+    /// faultline's FUSE filesystem (root and /dev/fuse).
+    LoseUnfsynced,
     /// A network partition from Jepsen's catalogue (see [`PartitionKind`]); healed at the end.
     Partition,
     /// Skew the clocks of some nodes (bump, strobe or drift; see [`ClockMode`]); reset at the
@@ -73,11 +78,19 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const NAMES: &'static [&'static str] =
-        &["kill", "pause", "partition", "clock", "latency", "loss"];
+    pub const NAMES: &'static [&'static str] = &[
+        "kill",
+        "pause",
+        "lose-unfsynced",
+        "partition",
+        "clock",
+        "latency",
+        "loss",
+    ];
     pub const ALL: &'static [FaultKind] = &[
         FaultKind::Kill,
         FaultKind::Pause,
+        FaultKind::LoseUnfsynced,
         FaultKind::Partition,
         FaultKind::Clock,
         FaultKind::Latency,
@@ -88,6 +101,7 @@ impl FaultKind {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::LoseUnfsynced => "lose-unfsynced",
             FaultKind::Partition => "partition",
             FaultKind::Clock => "clock",
             FaultKind::Latency => "latency",
@@ -257,6 +271,12 @@ pub trait Cluster: Send + Sync {
     fn process_group(&self, node: &str) -> Option<i32>;
     /// Tells the controller a node was killed on purpose (so it is not reported as a crash).
     fn killed(&self, node: &str);
+    /// Drops what a killed node's data directory had not made durable (see
+    /// [`FaultKind::LoseUnfsynced`]); says what was lost.
+    fn lose_unfsynced(
+        &self,
+        node: &str,
+    ) -> impl std::future::Future<Output = Result<String, String>> + Send;
     /// Starts a killed node again, with its data directory intact.
     fn restart(&self, node: &str) -> impl std::future::Future<Output = Result<(), String>> + Send;
     /// Applies a grudge (replacing any partition in force); an empty grudge heals.

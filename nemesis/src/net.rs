@@ -73,6 +73,24 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// `ip ARGS`, tried up to three times; true if it succeeded once.
+fn retried(args: &[&str]) -> bool {
+    for attempt in 0..3 {
+        match run("ip", args) {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::debug!(attempt, error = %e, "ip failed");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+    false
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
 /// Runs an nftables script inside namespace `ns`, as one transaction.
 fn nft_in(ns: &str, script: &str) -> Result<(), String> {
     let mut child = Command::new("ip")
@@ -246,11 +264,30 @@ impl Network {
     pub fn destroy(&self) {
         // Deleting a namespace deletes the interfaces in it, and a veth pair goes with either
         // end, so the host interface disappears with the hub.
-        let _ = run("ip", &["link", "del", &self.host_if]);
-        for ns in self.namespaces.iter().chain(std::iter::once(&self.hub)) {
-            let _ = run("ip", &["netns", "del", ns]);
+        // Each step is tried again a few times: a loaded host can fail to start `ip` for a
+        // moment, and what is not removed here is only found by `faultline clean`.
+        let mut left = Vec::new();
+        if !retried(&["link", "del", &self.host_if]) && link_exists(&self.host_if) {
+            left.push(format!("interface {}", self.host_if));
         }
-        let _ = std::fs::remove_file(state_path(&self.tag));
+        for ns in self.namespaces.iter().chain(std::iter::once(&self.hub)) {
+            if !retried(&["netns", "del", ns]) && Path::new("/run/netns").join(ns).exists() {
+                left.push(format!("namespace {ns}"));
+            }
+        }
+        if left.is_empty() {
+            let _ = std::fs::remove_file(state_path(&self.tag));
+        } else {
+            tracing::warn!(
+                tag = self.tag,
+                left = left.join(", "),
+                "network not fully removed: run `faultline clean`"
+            );
+            eprintln!(
+                "  warning: could not remove {}: run `faultline clean`",
+                left.join(", ")
+            );
+        }
     }
 
     fn write_state(&self) -> Result<(), String> {

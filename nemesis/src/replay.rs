@@ -197,6 +197,7 @@ impl PlannedFault {
         match self.fault {
             FaultKind::Kill => Ok(Fault::Kill(need_nodes()?)),
             FaultKind::Pause => Ok(Fault::Pause(need_nodes()?)),
+            FaultKind::LoseUnfsynced => Ok(Fault::LoseUnfsynced(need_nodes()?)),
             FaultKind::Partition => {
                 let grudge = self
                     .grudge
@@ -634,6 +635,10 @@ mod tests {
         }
         fn killed(&self, node: &str) {
             self.done.lock().unwrap().push(format!("kill {node}"));
+        }
+        async fn lose_unfsynced(&self, node: &str) -> Result<String, String> {
+            self.done.lock().unwrap().push(format!("lose-unfsynced {node}"));
+            Ok(String::new())
         }
         async fn restart(&self, node: &str) -> Result<(), String> {
             self.done.lock().unwrap().push(format!("restart {node}"));

@@ -189,6 +189,9 @@ mod tests {
             Some(self.pgid)
         }
         fn killed(&self, _node: &str) {}
+        async fn lose_unfsynced(&self, _node: &str) -> Result<String, String> {
+            Ok(String::new())
+        }
         async fn restart(&self, node: &str) -> Result<(), String> {
             self.restarts
                 .lock()

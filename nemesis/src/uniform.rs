@@ -35,9 +35,15 @@ pub async fn run<C: Cluster>(
             _ => None,
         };
         let all = cluster.nodes();
-        let aimed = matches!(kind, FaultKind::Kill | FaultKind::Pause | FaultKind::Clock);
+        let aimed = matches!(
+            kind,
+            FaultKind::Kill | FaultKind::Pause | FaultKind::LoseUnfsynced | FaultKind::Clock
+        );
         let fault = match kind {
             FaultKind::Kill => Fault::Kill(schedule.choose_nodes(aim, &all, leader)),
+            FaultKind::LoseUnfsynced => {
+                Fault::LoseUnfsynced(schedule.choose_nodes(aim, &all, leader))
+            }
             FaultKind::Pause => Fault::Pause(schedule.choose_nodes(aim, &all, leader)),
             FaultKind::Partition => {
                 let shape = schedule.next_partition();

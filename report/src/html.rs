@@ -282,6 +282,7 @@ fn summary(out: &mut String, run: &Run, names: &Names) {
         out.push_str("</ul>");
     }
     checks_table(out, run);
+    fingerprints_table(out, run);
     counts_table(out, run);
     out.push_str("</section>");
 }
@@ -314,6 +315,86 @@ fn checks_table(out: &mut String, run: &Run) {
             badge_class(&verdict),
             html(&verdict),
             html(&why)
+        );
+    }
+    out.push_str("</table>");
+}
+
+/// The replicas' fingerprints after the test (results.json `fingerprints`): each member's
+/// applied index, what was compared, and the last faults that hit it; members that differ
+/// from the others are marked.
+fn fingerprints_table(out: &mut String, run: &Run) {
+    let Some(f) = run.result("/fingerprints").filter(|v| v.is_object()) else {
+        return;
+    };
+    let members = f
+        .get("members")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if members.is_empty() {
+        return;
+    }
+    out.push_str("<h3>Replica fingerprints</h3>");
+    let compared = f.get("compared").and_then(Value::as_bool).unwrap_or(false);
+    let note = f
+        .get("note")
+        .map(|v| value_text(v, 400))
+        .unwrap_or_default();
+    let _ = write!(
+        out,
+        "<p>{}</p>",
+        html(if compared {
+            "Compared at one applied index: every member must have the same fingerprint."
+        } else if note.is_empty() {
+            "Not compared."
+        } else {
+            &note
+        })
+    );
+    out.push_str(
+        "<table id=\"fingerprints\"><tr><th>member</th><th>applied index</th>\
+         <th>fingerprint</th><th>last faults on it</th><th></th></tr>",
+    );
+    for m in &members {
+        let node = m.get("node").map(|v| value_text(v, 40)).unwrap_or_default();
+        let position = m
+            .get("position")
+            .map(|v| value_text(v, 30))
+            .unwrap_or_default();
+        let values: Vec<String> = m
+            .get("values")
+            .and_then(Value::as_object)
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{} {}",
+                            value_text(&Value::String(k.clone()), 40),
+                            value_text(v, 80)
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let faults: Vec<String> = m
+            .get("last_faults")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|v| value_text(v, 80)).collect())
+            .unwrap_or_default();
+        let differs = m.get("differs").and_then(Value::as_bool).unwrap_or(false);
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html(&node),
+            html(&position),
+            html(&values.join(", ")),
+            html(&faults.join(", ")),
+            if differs {
+                "<span class=\"badge invalid\">differs</span>"
+            } else {
+                ""
+            }
         );
     }
     out.push_str("</table>");

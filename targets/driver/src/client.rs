@@ -166,6 +166,7 @@ impl Client {
             }
             (Client::Etcd(c), _) => c.node_state(&node.name).await,
             (Client::Consul(c), _) => c.node_state(&node.name).await,
+            (Client::Exec(c), _) => c.fingerprint(&node.name, Duration::from_secs(2)).await,
             _ => None,
         }
     }

@@ -265,6 +265,25 @@ impl ExecClient {
         }
     }
 
+    /// `node`'s state fingerprint through the driver's optional `fingerprint` request (see
+    /// `docs/exec-protocol.md`): an object with `position` and `fingerprint`, or `None` (a
+    /// driver without it answers `unsupported`).
+    pub async fn fingerprint(&self, node: &str, timeout: Duration) -> Option<Value> {
+        let done = self
+            .simple(
+                node,
+                "",
+                "fingerprint",
+                Value::Null,
+                Instant::now() + timeout,
+            )
+            .await;
+        match done.outcome {
+            Outcome::Ok(v) if v.is_object() => Some(v),
+            _ => None,
+        }
+    }
+
     /// `node`'s role, term and leader through the driver's optional `status` request (see
     /// `docs/exec-protocol.md`). A driver that answers `unsupported` is not asked again, nor
     /// one that has let [`STATUS_PATIENCE`] requests go unanswered without ever answering one.

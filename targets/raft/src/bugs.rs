@@ -14,6 +14,7 @@ pub struct Bugs {
     pub forget_vote: bool,
     pub ack_before_commit: bool,
     pub skip_apply_on_restart: bool,
+    pub skip_fsync: bool,
 }
 
 /// One bug's name and what it does, as `--bug help` prints it.
@@ -52,6 +53,10 @@ pub const ALL_BUGS: &[BugInfo] = &[
         name: "skip-apply-on-restart",
         summary: "After a restart (and after each snapshot it then installs) the node skips applying the first committed command that changes its state, so its data silently diverges from the other replicas'.",
     },
+    BugInfo {
+        name: "skip-fsync",
+        summary: "The write-ahead log is written but not fsynced before the node acts on it (votes, acknowledges entries to the leader, answers clients), so a power loss takes back votes and entries it already promised. A plain kill loses nothing (the page cache survives the process): only lose-unfsynced shows it.",
+    },
 ];
 
 impl Bugs {
@@ -65,6 +70,7 @@ impl Bugs {
             "forget-vote" => &mut self.forget_vote,
             "ack-before-commit" => &mut self.ack_before_commit,
             "skip-apply-on-restart" => &mut self.skip_apply_on_restart,
+            "skip-fsync" => &mut self.skip_fsync,
             other => {
                 let known: Vec<&str> = ALL_BUGS.iter().map(|b| b.name).collect();
                 return Err(format!(
@@ -94,6 +100,7 @@ impl Bugs {
             self.forget_vote,
             self.ack_before_commit,
             self.skip_apply_on_restart,
+            self.skip_fsync,
         ];
         ALL_BUGS
             .iter()

@@ -272,10 +272,12 @@ async fn serve(cluster_id: String, setup: Setup) -> anyhow::Result<()> {
     let started = Instant::now();
     let data_dir = setup.data_dir.clone();
     let id = setup.id;
-    let (storage, recovered) = tokio::task::spawn_blocking(move || Storage::open(&data_dir, id))
-        .await
-        .map_err(|e| anyhow::anyhow!("storage recovery crashed: {e}"))?
-        .map_err(|e| anyhow::anyhow!("--data-dir {}: {e}", setup.data_dir.display()))?;
+    let (mut storage, recovered) =
+        tokio::task::spawn_blocking(move || Storage::open(&data_dir, id))
+            .await
+            .map_err(|e| anyhow::anyhow!("storage recovery crashed: {e}"))?
+            .map_err(|e| anyhow::anyhow!("--data-dir {}: {e}", setup.data_dir.display()))?;
+    storage.skip_fsync = setup.replica.core.bugs.skip_fsync;
     let recovered_entries = recovered.entries.len();
     let recovered_snapshot = recovered.snapshot.as_ref().map_or(0, |s| s.index);
     let replica = Replica::recover(setup.replica.clone(), recovered).map_err(|e| {

@@ -111,6 +111,8 @@ pub struct Storage {
     dirty: bool,
     /// Largest record payload ([`MAX_RECORD`]; smaller in tests, to exercise splitting).
     max_record: usize,
+    /// The `skip-fsync` bug: [`Storage::sync`] writes but does not fsync.
+    pub skip_fsync: bool,
 }
 
 fn wal_name(generation: u64) -> String {
@@ -538,6 +540,7 @@ impl Storage {
             entries: entries.clone(),
             dirty: false,
             max_record,
+            skip_fsync: false,
         };
         Ok((
             storage,
@@ -583,6 +586,7 @@ impl Storage {
             entries,
             dirty: false,
             max_record,
+            skip_fsync: false,
         })
     }
 
@@ -600,7 +604,9 @@ impl Storage {
             std::mem::take(&mut self.entries),
             self.max_record,
         )?;
+        let skip_fsync = self.skip_fsync;
         *self = next;
+        self.skip_fsync = skip_fsync;
         fs::remove_file(&old).map_err(io(&old))?;
         Ok(())
     }
@@ -646,7 +652,7 @@ impl Storage {
     /// where concurrent proposals share a sync).
     pub fn sync(&mut self) -> Result<(), StorageError> {
         self.flush()?;
-        if self.dirty {
+        if self.dirty && !self.skip_fsync {
             self.wal.sync_data().map_err(io(&self.wal_path))?;
             self.dirty = false;
         }
