@@ -51,6 +51,15 @@ def role_of(req):
     return answer({"id": req["id"], "type": "ok", "value": view})
 
 
+def fingerprint_of(req):
+    """The node's applied index and state digest, from one /status snapshot."""
+    status, body = call("GET", "http://%s/status" % req["addr"], timeout=1.0)
+    if status != 200 or not isinstance(body, dict):
+        return answer({"id": req["id"], "type": "info", "error": "status %s" % status})
+    value = {"position": body.get("applied_index"), "fingerprint": body.get("state_digest")}
+    return answer({"id": req["id"], "type": "ok", "value": value})
+
+
 # Node names by address, learnt from the requests (each names its node and address).
 node_at = {}
 
@@ -59,9 +68,9 @@ def handle(req):
     rid, f, key = req["id"], req["f"], req["key"]
     node_at[req["addr"]] = req["node"]
     answered_by = None
-    if f == "status":
+    if f in ("status", "fingerprint"):
         try:
-            return role_of(req)
+            return role_of(req) if f == "status" else fingerprint_of(req)
         except Exception as e:  # the node did not answer: no view this time
             return answer({"id": rid, "type": "info", "error": repr(e)})
     base = "http://%s/kv/%s" % (req["addr"], urllib.parse.quote(key, safe=""))

@@ -545,7 +545,10 @@ impl Filesystem for FaultFs {
         let result = (|| {
             let mut s = self.live()?;
             let State {
-                handles, journal, ..
+                handles,
+                journal,
+                paths,
+                ..
             } = &mut *s;
             let h = handles.get(&fh.0).ok_or(Errno::EBADF)?;
             let len = h.file.metadata().map_err(errno)?.len();
@@ -554,7 +557,9 @@ impl Filesystem for FaultFs {
                 .map_err(errno)?;
             h.file.write_all_at(data, offset).map_err(errno)?;
             if h.sync_writes {
-                journal.file_synced(h.ino);
+                if let Some(path) = paths.get(&h.ino) {
+                    journal.file_synced(h.ino, path);
+                }
             }
             Ok(data.len() as u32)
         })();
@@ -605,7 +610,8 @@ impl Filesystem for FaultFs {
         // costs in the kernel round trip, not a disk flush.
         match self.live() {
             Ok(mut s) => {
-                s.journal.file_synced(ino.0);
+                let path = s.path_of(ino.0).unwrap_or_default();
+                s.journal.file_synced(ino.0, &path);
                 reply.ok();
             }
             Err(e) => reply.error(e),
@@ -677,7 +683,8 @@ impl Filesystem for FaultFs {
     ) {
         match self.live() {
             Ok(mut s) => {
-                s.journal.dir_synced(ino.0);
+                let path = s.path_of(ino.0).unwrap_or_default();
+                s.journal.dir_synced(ino.0, &path);
                 reply.ok();
             }
             Err(e) => reply.error(e),

@@ -178,19 +178,33 @@ impl Journal {
         );
     }
 
-    /// `fsync`/`fdatasync` of a file (or a write through `O_SYNC`/`O_DSYNC`): its data is
-    /// durable, and so is its creation (what journaling filesystems do, and what programs
-    /// that create a file, fsync it and never fsync its directory rely on).
-    pub fn file_synced(&mut self, ino: u64) {
+    /// `fsync`/`fdatasync` of a file at `path` (or a write through `O_SYNC`/`O_DSYNC`): its
+    /// data is durable, and so is its creation and the creation of the new directories above
+    /// it (see [`Journal::creation_synced`]).
+    pub fn file_synced(&mut self, ino: u64, path: &Path) {
         self.files.remove(&ino);
-        self.ops.retain(
-            |op| !matches!(op.change, NsChange::Created { ino: created, .. } if created == ino),
-        );
+        self.creation_synced(ino, path);
     }
 
-    /// `fsync` of a directory: the changes of its entries are durable (a change that touched
-    /// two directories, a rename between them, needs both).
-    pub fn dir_synced(&mut self, dir: u64) {
+    /// What ext4 does for a new file or directory that is fsynced (it syncs its new parents
+    /// too), and what programs that create, write and fsync without syncing the directory
+    /// depend on: the creation of `path` (inode `ino`) and of every directory above it created
+    /// since is durable.
+    fn creation_synced(&mut self, ino: u64, path: &Path) {
+        self.ops.retain(|op| match &op.change {
+            NsChange::Created {
+                ino: created,
+                path: p,
+            } => *created != ino && !path.starts_with(p),
+            _ => true,
+        });
+    }
+
+    /// `fsync` of the directory at `path` (inode `dir`): the changes of its entries are
+    /// durable (a change that touched two directories, a rename between them, needs both), and
+    /// so is its own creation and its new parents' (see [`Journal::creation_synced`]).
+    pub fn dir_synced(&mut self, dir: u64, path: &Path) {
+        self.creation_synced(dir, path);
         let mut kept = Vec::with_capacity(self.ops.len());
         for mut op in std::mem::take(&mut self.ops) {
             op.waiting_on.retain(|d| *d != dir);
@@ -392,7 +406,7 @@ mod tests {
         fs::write(root.join("kept"), b"data").unwrap();
         j.created(&root.join("kept"), 2, 1);
         j.created_file(2);
-        j.file_synced(2);
+        j.file_synced(2, &root.join("kept"));
         // Created, never synced: it goes.
         fs::write(root.join("lost"), b"x").unwrap();
         j.created(&root.join("lost"), 3, 1);
@@ -429,7 +443,7 @@ mod tests {
         let trash = j.trash_path();
         fs::rename(root.join("gone"), &trash).unwrap();
         j.removed(&root.join("gone"), trash.clone(), 1);
-        j.dir_synced(1);
+        j.dir_synced(1, &root);
         assert!(!trash.exists(), "a durable remove empties its trash");
         let loss = j.roll_back(|_| None);
         assert!(root.join("b").exists() && !root.join("a").exists());

@@ -14,13 +14,15 @@
 //!   descriptor opened with `O_SYNC` or `O_DSYNC` (such a write also makes the file's earlier
 //!   unsynced writes durable, as it does on ext4 and xfs). Until then a power loss puts back the
 //!   file's length and bytes as of its last sync.
-//! * **A new file** exists after a power loss once its directory is fsynced *or the file itself
-//!   is fsynced* (what journaling filesystems do, and what programs that create, write and
-//!   fsync a file without syncing its directory, bbolt among them, depend on).
-//! * **A new directory, a rename, a remove** (`mkdir`, `rename`, `unlink`, `rmdir`) is durable
-//!   once the directory it changed is fsynced (both directories for a rename between two).
-//!   Until then a power loss undoes it: the renamed file is back under its old name, and the
-//!   file a rename replaced is back too.
+//! * **A new file or directory** (`creat`, `open(O_CREAT)`, `mkdir`) exists after a power loss
+//!   once its directory is fsynced, *or it is fsynced itself, or anything created under it is*:
+//!   ext4 syncs the new parents of a new inode it fsyncs, and programs that create a file or
+//!   directory, write and fsync it without syncing its parent (bbolt, etcd's `member`
+//!   directory) depend on it.
+//! * **A rename or a remove** (`rename`, `unlink`, `rmdir`) is durable once the directory it
+//!   changed is fsynced (both directories for a rename between two), the rule of POSIX that
+//!   atomic-replace code must follow. Until then a power loss undoes it: the renamed file is
+//!   back under its old name, and the file a rename replaced is back too.
 //! * Undo runs newest change first. A change made durable while an older one was not (a file
 //!   created in a new directory, fsynced, with the new directory's parent never fsynced) goes
 //!   with the older one: the directory is removed with what is in it.

@@ -55,6 +55,37 @@ enum Command {
     /// Closed-loop load generator for `scripts/bench-raft` (bundled Raft or etcd).
     #[command(hide = true)]
     BenchKv(faultline_raft::bench::BenchArgs),
+    /// Serve a directory through the lose-unfsynced filesystem until interrupted (for
+    /// `BENCH_FAULTFS=1 scripts/bench-raft`).
+    #[command(hide = true)]
+    Faultfs(FaultfsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FaultfsArgs {
+    /// Where the data lives (created if missing).
+    #[arg(long)]
+    backing: std::path::PathBuf,
+    /// The directory to serve it at.
+    mountpoint: std::path::PathBuf,
+}
+
+/// Mounts, waits for SIGINT or SIGTERM, unmounts.
+fn serve_faultfs(args: FaultfsArgs) -> Result<u8, String> {
+    use nix::sys::signal::{SigSet, Signal};
+    faultline_faultfs::check_available()?;
+    // Blocked before the filesystem's thread starts, so only the wait below takes them.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals
+        .thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
+    let disk = faultline_faultfs::Disk::mount(&args.backing, &args.mountpoint, "bench")?;
+    eprintln!("faultfs: serving {}", args.mountpoint.display());
+    let _ = signals.wait();
+    disk.unmount()?;
+    Ok(EXIT_VALID)
 }
 
 fn main() -> ExitCode {
@@ -115,6 +146,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_INPUT)
             }
         },
+        Command::Faultfs(args) => finish("faultfs", serve_faultfs(args)),
         Command::BenchKv(args) => match faultline_raft::bench::run_bench(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

@@ -93,6 +93,11 @@ fn the_bundled_raft_through_an_exec_client_driver() {
     assert!(r["convergence"]["divergent"]
         .as_array()
         .is_some_and(Vec::is_empty));
+    // The driver answers the optional `fingerprint` request: compared, and equal.
+    let f = &r["fingerprints"];
+    assert_eq!(f["compared"], true, "{f}");
+    assert_eq!(f["members"].as_array().map(Vec::len), Some(3), "{f}");
+    assert!(f["members"][0]["values"]["fingerprint"].is_string(), "{f}");
     assert_eq!(processes_mentioning(&results), 0);
 }
 
@@ -149,6 +154,25 @@ fn a_node_whose_data_differs_is_reported_as_divergence() {
     assert!(
         sentence.starts_with("divergence: for key set, n") && sentence.contains("lacks"),
         "{sentence}"
+    );
+    // The fingerprint comparison sees it too: the replicas stand at one applied index and the
+    // odd one out has another state digest, shown in the report's table.
+    let f = &r["fingerprints"];
+    assert_eq!(f["compared"], true, "{f}");
+    let differing: Vec<&str> = f["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["differs"] == true)
+        .filter_map(|m| m["node"].as_str())
+        .collect();
+    assert!(!differing.is_empty(), "{f}");
+    assert!(f["members"][0]["values"]["state digest"].is_string(), "{f}");
+    let run_dir = results.join(std::fs::read_link(results.join("latest")).expect("latest"));
+    let report = std::fs::read_to_string(run_dir.join("report.html")).expect("report.html");
+    assert!(
+        report.contains("id=\"fingerprints\"") && report.contains(">differs<"),
+        "the report has no fingerprint table marking the odd member"
     );
     // Each check keeps its own answer, and CI sees the divergence as its own failing case.
     let convergence = check_named(&r, "convergence");

@@ -959,7 +959,10 @@ mod tests {
         assert!(!records.is_empty());
         assert!(records.iter().all(|r| r.fault == FaultKind::LoseUnfsynced));
         assert!(fake.state.lock().unwrap().dead.is_empty());
-        let both = config(&[FaultKind::Kill, FaultKind::LoseUnfsynced], PartitionKind::ALL);
+        let both = config(
+            &[FaultKind::Kill, FaultKind::LoseUnfsynced],
+            PartitionKind::ALL,
+        );
         let records = run_for(&fake, &both, 300, &mut children).await;
         let kinds: Vec<FaultKind> = records.iter().map(|r| r.fault).collect();
         assert!(

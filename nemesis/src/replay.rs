@@ -637,7 +637,10 @@ mod tests {
             self.done.lock().unwrap().push(format!("kill {node}"));
         }
         async fn lose_unfsynced(&self, node: &str) -> Result<String, String> {
-            self.done.lock().unwrap().push(format!("lose-unfsynced {node}"));
+            self.done
+                .lock()
+                .unwrap()
+                .push(format!("lose-unfsynced {node}"));
             Ok(String::new())
         }
         async fn restart(&self, node: &str) -> Result<(), String> {

@@ -54,6 +54,8 @@ pub struct Plots {
 /// Colour of a fault's shading, by kind.
 pub fn fault_color(fault: &str) -> RGBColor {
     match fault {
+        // A power loss is a kill that also loses unsynced writes: a darker red.
+        f if f.contains("unfsynced") => RGBColor(0x8b, 0x1a, 0x1a),
         f if f.contains("kill") || f.contains("crash") => RGBColor(0xd9, 0x48, 0x48),
         f if f.contains("pause") || f.contains("stop") => RGBColor(0x7a, 0x5c, 0xc8),
         f if f.contains("partition") || f.contains("net") || f.contains("loss") => {
