@@ -196,6 +196,13 @@ impl Cluster {
             .await
     }
 
+    /// What the replica comparison reads from `node` (see `Client::fingerprint_state`).
+    pub async fn fingerprint_state(&self, node: &NodeSpec) -> Option<serde_json::Value> {
+        self.client
+            .fingerprint_state(node, self.status_path.as_deref())
+            .await
+    }
+
     fn index(&self, node: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == node)
     }
@@ -212,6 +219,17 @@ impl Cluster {
         let i = self
             .index(node)
             .ok_or_else(|| format!("unknown node {node}"))?;
+        if let Some(slot) = self.net.disks.get(i) {
+            let serving = match slot.lock() {
+                Ok(disk) => disk
+                    .as_ref()
+                    .map_or_else(|| Err("unmounted".to_string()), |d| d.serving()),
+                Err(_) => Err("the disk's lock is poisoned".to_string()),
+            };
+            serving.map_err(|e| {
+                format!("{node} was not started: its data directory is not served ({e})")
+            })?;
+        }
         std::fs::create_dir_all(&self.nodes[i].data_dir)
             .map_err(|e| format!("cannot create {}: {e}", self.nodes[i].data_dir.display()))?;
         let proc = process::spawn(self.launches[i].clone())?;

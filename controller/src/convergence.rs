@@ -53,24 +53,33 @@ pub struct Fingerprints {
     pub members: BTreeMap<String, Fingerprint>,
     /// Whether the fingerprints were compared (all members at one position).
     pub compared: bool,
-    /// Why not, or what the comparison covers.
+    /// What was compared: the fields every member reported.
+    pub compared_fields: Vec<String>,
+    /// Why not, or what the comparison left out.
     pub note: Option<String>,
-    /// Members whose fingerprint differs from the largest group's, when compared.
+    /// Members whose fingerprint differs from the largest group's, when compared (all of
+    /// them when no group is largest).
     pub differ: Vec<String>,
 }
 
 impl Fingerprints {
-    /// Compares `members` (see the type's documentation).
-    pub fn compare(members: BTreeMap<String, Fingerprint>) -> Fingerprints {
+    /// Compares `members` (see the type's documentation). `silent` are members that gave no
+    /// fingerprint (they are named in the note).
+    pub fn compare(members: BTreeMap<String, Fingerprint>, silent: &[String]) -> Fingerprints {
         let mut f = Fingerprints {
             members,
             ..Fingerprints::default()
         };
+        let mut notes = Vec::new();
+        if !silent.is_empty() {
+            notes.push(format!("no fingerprint from {}", and_list(silent)));
+        }
         if f.members.len() < 2 {
-            f.note = Some(format!(
+            notes.push(format!(
                 "{} member(s) reported a fingerprint: nothing to compare",
                 f.members.len()
             ));
+            f.note = Some(notes.join("; "));
             return f;
         }
         let positions: std::collections::BTreeSet<u64> =
@@ -81,15 +90,45 @@ impl Fingerprints {
                 .iter()
                 .map(|(n, m)| format!("{n} {}", m.position))
                 .collect();
-            f.note = Some(format!(
+            notes.push(format!(
                 "not compared: the members stayed at different applied indexes ({})",
                 shown.join(", ")
             ));
+            f.note = Some(notes.join("; "));
+            return f;
+        }
+        // Only what every member gave: a field one member could not give (a HashKV call that
+        // timed out) is missing, not different.
+        let mut fields: Vec<String> = f
+            .members
+            .values()
+            .next()
+            .map(|m| m.values.keys().cloned().collect())
+            .unwrap_or_default();
+        fields.retain(|k| f.members.values().all(|m| m.values.contains_key(k)));
+        for (node, m) in &f.members {
+            let missing: Vec<&str> = m
+                .values
+                .keys()
+                .chain(f.members.values().flat_map(|o| o.values.keys()))
+                .filter(|k| !m.values.contains_key(*k))
+                .map(String::as_str)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if !missing.is_empty() {
+                notes.push(format!("{node} gave no {}", missing.join(" or ")));
+            }
+        }
+        f.note = (!notes.is_empty()).then(|| notes.join("; "));
+        if fields.is_empty() {
             return f;
         }
         f.compared = true;
-        let groups = groups(&f.members);
-        f.differ = groups[1..]
+        f.compared_fields = fields;
+        let groups = groups(&f.members, &f.compared_fields);
+        let tie = groups.len() > 1 && groups[0].1.len() == groups[1].1.len();
+        f.differ = groups[usize::from(!tie)..]
             .iter()
             .flat_map(|(_, nodes)| nodes.iter().cloned())
             .collect();
@@ -102,18 +141,34 @@ impl Fingerprints {
         if !self.compared || self.differ.is_empty() {
             return None;
         }
-        let groups = groups(&self.members);
-        let (common_values, common_nodes) = &groups[0];
+        let groups = groups(&self.members, &self.compared_fields);
         let position = self.members.values().next()?.position;
+        let show = |v: Option<&String>| v.map_or("nothing".to_string(), |v| show(v));
+        if groups[0].1.len() == groups.get(1).map_or(0, |g| g.1.len()) {
+            // No majority to call "the others": list every group.
+            let parts: Vec<String> = groups
+                .iter()
+                .map(|(values, nodes)| {
+                    let shown: Vec<String> = values
+                        .iter()
+                        .map(|(k, v)| format!("{k} {}", show(Some(v))))
+                        .collect();
+                    format!("{} {}", and_list(nodes), shown.join(", "))
+                })
+                .collect();
+            return Some(format!(
+                "divergence: the members at applied index {position} disagree: {}",
+                faultline_checker::text::for_terminal(&parts.join("; "))
+            ));
+        }
+        let (common_values, common_nodes) = &groups[0];
         let mut parts = Vec::new();
         for (values, nodes) in &groups[1..] {
             // Name the first field that differs with both values, the others by name only.
-            let differing: Vec<&String> = values
-                .keys()
-                .chain(common_values.keys())
+            let differing: Vec<&String> = self
+                .compared_fields
+                .iter()
                 .filter(|k| values.get(*k) != common_values.get(*k))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
                 .collect();
             let Some(first) = differing
                 .iter()
@@ -122,7 +177,6 @@ impl Fingerprints {
             else {
                 continue;
             };
-            let show = |v: Option<&String>| v.map_or("nothing".to_string(), |v| show(v));
             let mut part = format!(
                 "{} at applied index {position} {} {first} {}, {} {} {}",
                 and_list(nodes),
@@ -162,13 +216,22 @@ fn and_list(names: &[String]) -> String {
     }
 }
 
-/// Members grouped by fingerprint, the largest group first (ties: by name).
-fn groups(members: &BTreeMap<String, Fingerprint>) -> Vec<(BTreeMap<String, String>, Vec<String>)> {
+/// Members grouped by their values of `fields`, the largest group first (ties: by name).
+fn groups(
+    members: &BTreeMap<String, Fingerprint>,
+    fields: &[String],
+) -> Vec<(BTreeMap<String, String>, Vec<String>)> {
     let mut groups: Vec<(BTreeMap<String, String>, Vec<String>)> = Vec::new();
     for (node, m) in members {
-        match groups.iter_mut().find(|(v, _)| *v == m.values) {
+        let values: BTreeMap<String, String> = m
+            .values
+            .iter()
+            .filter(|(k, _)| fields.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        match groups.iter_mut().find(|(v, _)| *v == values) {
             Some((_, nodes)) => nodes.push(node.clone()),
-            None => groups.push((m.values.clone(), vec![node.clone()])),
+            None => groups.push((values, vec![node.clone()])),
         }
     }
     groups.sort_by_key(|(_, nodes)| std::cmp::Reverse(nodes.len()));
@@ -381,22 +444,57 @@ pub async fn check(cluster: &Arc<Cluster>, keys: &[String], patience: Duration) 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Fingerprints at a common point: with the traffic over, members reach the same applied
-    // index within moments; read again (up to a few seconds more) until they do.
+    // index within moments; read again (up to a few seconds more) until they do. A difference
+    // counts only when two reads in a row show it at the same applied index: a member's
+    // report is not always one snapshot (etcd reads the revision, then the applied index), so
+    // one read can straddle an entry being applied.
     let deadline = deadline.max(Instant::now() + Duration::from_secs(5));
+    let mut differed_at: Option<u64> = None;
     loop {
         result.node_states.clear();
         let mut members = BTreeMap::new();
+        let mut silent = Vec::new();
         for node in &cluster.nodes {
-            if let Some(state) = cluster.node_state(node).await {
-                if let Some(f) = fingerprint_of(&state) {
-                    members.insert(node.name.clone(), f);
+            match cluster.fingerprint_state(node).await {
+                Some(state) => {
+                    match fingerprint_of(&state) {
+                        Some(f) => {
+                            members.insert(node.name.clone(), f);
+                        }
+                        None => silent.push(node.name.clone()),
+                    }
+                    result.node_states.insert(node.name.clone(), state);
                 }
-                result.node_states.insert(node.name.clone(), state);
+                None => silent.push(node.name.clone()),
             }
         }
-        result.fingerprints = Fingerprints::compare(members);
-        let settled = result.fingerprints.compared || result.fingerprints.members.len() < 2;
-        if settled || Instant::now() >= deadline {
+        let f = Fingerprints::compare(members, &silent);
+        let position = f.members.values().next().map(|m| m.position);
+        let settled = match (f.compared, f.differ.is_empty()) {
+            (false, _) => f.members.len() < 2,
+            (true, true) => true,
+            (true, false) if differed_at == position => true,
+            (true, false) => {
+                differed_at = position;
+                false
+            }
+        };
+        result.fingerprints = f;
+        if settled {
+            break;
+        }
+        if Instant::now() >= deadline {
+            if !result.fingerprints.differ.is_empty() {
+                // Seen once, never confirmed: not a finding.
+                let f = &mut result.fingerprints;
+                f.note = Some(format!(
+                    "a difference seen in one read was not seen again before the deadline: \
+                     not counted ({})",
+                    f.differ.join(", ")
+                ));
+                f.differ.clear();
+                f.compared = false;
+            }
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -416,14 +514,20 @@ mod tests {
             .collect()
     }
 
+    fn etcd(rev: u64, hash: u64) -> Value {
+        json!({"raft_applied_index": 29464, "revision": rev, "hash": hash, "hash_kind": "hashkv"})
+    }
+
     #[test]
     fn etcd_members_at_one_applied_index_with_another_revision_diverge() {
-        let etcd = |rev: u64, hash: u64| json!({"raft_applied_index": 29464, "revision": rev, "hash": hash, "hash_kind": "hashkv"});
-        let f = Fingerprints::compare(members(&[
-            ("n1", etcd(24516, 7)),
-            ("n2", etcd(24516, 7)),
-            ("n3", etcd(24514, 9)),
-        ]));
+        let f = Fingerprints::compare(
+            members(&[
+                ("n1", etcd(24516, 7)),
+                ("n2", etcd(24516, 7)),
+                ("n3", etcd(24514, 9)),
+            ]),
+            &[],
+        );
         assert!(f.compared);
         assert_eq!(f.differ, vec!["n3"]);
         assert_eq!(
@@ -432,20 +536,52 @@ mod tests {
              their HashKV differ"
         );
         // Agreement: no sentence.
-        let same = Fingerprints::compare(members(&[("n1", etcd(1, 2)), ("n2", etcd(1, 2))]));
+        let same = Fingerprints::compare(members(&[("n1", etcd(1, 2)), ("n2", etcd(1, 2))]), &[]);
         assert!(same.compared && same.sentence().is_none());
     }
 
     #[test]
-    fn members_at_different_positions_are_not_compared() {
+    fn a_field_a_member_could_not_give_is_missing_not_different() {
+        let mut no_hash = etcd(24516, 0);
+        no_hash.as_object_mut().unwrap().remove("hash");
+        let f = Fingerprints::compare(
+            members(&[
+                ("n1", etcd(24516, 7)),
+                ("n2", etcd(24516, 7)),
+                ("n3", no_hash),
+            ]),
+            &["n4".to_string()],
+        );
+        assert!(f.compared, "{f:?}");
+        assert_eq!(f.compared_fields, vec!["revision"]);
+        assert!(f.differ.is_empty() && f.sentence().is_none());
+        let note = f.note.unwrap();
+        assert!(
+            note.contains("n3 gave no HashKV") && note.contains("no fingerprint from n4"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn members_at_different_positions_are_not_compared_and_a_tie_blames_no_one() {
         let raft = |applied: u64, d: &str| json!({"applied_index": applied, "state_digest": d});
-        let f = Fingerprints::compare(members(&[("n1", raft(10, "a")), ("n2", raft(12, "b"))]));
+        let f = Fingerprints::compare(
+            members(&[("n1", raft(10, "a")), ("n2", raft(12, "b"))]),
+            &[],
+        );
         assert!(!f.compared);
         assert!(f.note.unwrap().contains("n1 10, n2 12"));
-        let f = Fingerprints::compare(members(&[("n1", raft(12, "a")), ("n2", raft(12, "b"))]));
-        // Two members, one each: the first by name is "the others".
-        assert_eq!(f.differ, vec!["n2"]);
-        assert!(f.sentence().unwrap().contains("state digest"));
+        // Two members, one each: neither is "the others".
+        let f = Fingerprints::compare(
+            members(&[("n1", raft(12, "a")), ("n2", raft(12, "b"))]),
+            &[],
+        );
+        assert_eq!(f.differ, vec!["n1", "n2"]);
+        assert_eq!(
+            f.sentence().unwrap(),
+            "divergence: the members at applied index 12 disagree: n1 state digest a; n2 state \
+             digest b"
+        );
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! guards everything: the session runs one thread, and a power loss must see no operation
 //! half done.
 //!
-//! Not modelled, refused: hard links and symlinks (`EPERM`), device files, `fallocate` modes
-//! other than plain allocation (`EOPNOTSUPP`). File attributes (mode, owner, times) are always
-//! durable.
+//! Not modelled, refused: hard links and symlinks (`EPERM`), device files, FIFOs and unix
+//! sockets (`mknod`: `ENOSYS`), `fallocate` modes other than plain allocation (`EOPNOTSUPP`).
+//! File attributes (mode, owner, times) are always durable.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -76,6 +76,39 @@ impl State {
     /// The backing path of `ino` now (in the trash if it was removed).
     pub(crate) fn path_of(&self, ino: u64) -> Option<PathBuf> {
         self.paths.get(&ino).cloned()
+    }
+
+    /// `fsync` of a file: its data is durable, and so is its creation if it is new.
+    fn file_synced(&mut self, ino: u64) {
+        self.journal.file_synced(ino);
+        self.sync_new_parents(ino);
+    }
+
+    /// What ext4 does when it fsyncs an inode whose creation is not durable yet: it syncs the
+    /// directory the inode is in, and so on up while that directory is new too. Syncing a
+    /// directory makes all of its pending changes durable (a rename done there before the
+    /// new file was created, say), as one journal commit does. Programs that create, write
+    /// and fsync a file or directory without syncing its parent depend on it.
+    fn sync_new_parents(&mut self, ino: u64) {
+        let mut current = ino;
+        // Bounded: a path has no more levels than this.
+        for _ in 0..256 {
+            if !self.journal.creation_pending(current) {
+                return;
+            }
+            self.journal.creation_durable(current);
+            let parent = self
+                .paths
+                .get(&current)
+                .and_then(|p| p.parent())
+                .and_then(|p| self.inos.get(p))
+                .copied();
+            let Some(parent) = parent else {
+                return;
+            };
+            self.journal.dir_synced(parent);
+            current = parent;
+        }
     }
 
     fn ino_of(&mut self, path: &Path) -> u64 {
@@ -545,10 +578,7 @@ impl Filesystem for FaultFs {
         let result = (|| {
             let mut s = self.live()?;
             let State {
-                handles,
-                journal,
-                paths,
-                ..
+                handles, journal, ..
             } = &mut *s;
             let h = handles.get(&fh.0).ok_or(Errno::EBADF)?;
             let len = h.file.metadata().map_err(errno)?.len();
@@ -556,10 +586,9 @@ impl Filesystem for FaultFs {
                 .before_change(h.ino, &h.file, len, offset, offset + data.len() as u64)
                 .map_err(errno)?;
             h.file.write_all_at(data, offset).map_err(errno)?;
-            if h.sync_writes {
-                if let Some(path) = paths.get(&h.ino) {
-                    journal.file_synced(h.ino, path);
-                }
+            let (ino, sync) = (h.ino, h.sync_writes);
+            if sync {
+                s.file_synced(ino);
             }
             Ok(data.len() as u32)
         })();
@@ -610,8 +639,7 @@ impl Filesystem for FaultFs {
         // costs in the kernel round trip, not a disk flush.
         match self.live() {
             Ok(mut s) => {
-                let path = s.path_of(ino.0).unwrap_or_default();
-                s.journal.file_synced(ino.0, &path);
+                s.file_synced(ino.0);
                 reply.ok();
             }
             Err(e) => reply.error(e),
@@ -683,8 +711,8 @@ impl Filesystem for FaultFs {
     ) {
         match self.live() {
             Ok(mut s) => {
-                let path = s.path_of(ino.0).unwrap_or_default();
-                s.journal.dir_synced(ino.0, &path);
+                s.journal.dir_synced(ino.0);
+                s.sync_new_parents(ino.0);
                 reply.ok();
             }
             Err(e) => reply.error(e),

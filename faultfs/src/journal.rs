@@ -77,6 +77,29 @@ enum NsChange {
     Removed { path: PathBuf, trash: PathBuf },
 }
 
+impl NsChange {
+    /// What was under `from` is now under `to`.
+    fn moved(&mut self, from: &Path, to: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if let Ok(rest) = p.strip_prefix(from) {
+                *p = if rest.as_os_str().is_empty() {
+                    to.to_path_buf()
+                } else {
+                    to.join(rest)
+                };
+            }
+        };
+        match self {
+            NsChange::Created { path, .. } => fix(path),
+            NsChange::Renamed { from: f, to: t, .. } => {
+                fix(f);
+                fix(t);
+            }
+            NsChange::Removed { path, .. } => fix(path),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct NsOp {
     change: NsChange,
@@ -128,8 +151,7 @@ impl Journal {
         }
     }
 
-    /// Unsynced bytes at most (overwritten bytes saved plus bytes beyond durable lengths are
-    /// not counted here: this is the number of saved bytes, for diagnostics).
+    /// Files with unsynced data, and directory changes not yet durable.
     pub fn pending(&self) -> (usize, usize) {
         (self.files.len(), self.ops.len())
     }
@@ -178,53 +200,60 @@ impl Journal {
         );
     }
 
-    /// `fsync`/`fdatasync` of a file at `path` (or a write through `O_SYNC`/`O_DSYNC`): its
-    /// data is durable, and so is its creation and the creation of the new directories above
-    /// it (see [`Journal::creation_synced`]).
-    pub fn file_synced(&mut self, ino: u64, path: &Path) {
+    /// `fsync`/`fdatasync` of a file (or a write through `O_SYNC`/`O_DSYNC`): its data is
+    /// durable. (Its creation, if new, is the filesystem's business: see `sync_new_parents`
+    /// in `fs.rs`.)
+    pub fn file_synced(&mut self, ino: u64) {
         self.files.remove(&ino);
-        self.creation_synced(ino, path);
     }
 
-    /// What ext4 does for a new file or directory that is fsynced (it syncs its new parents
-    /// too), and what programs that create, write and fsync without syncing the directory
-    /// depend on: the creation of `path` (inode `ino`) and of every directory above it created
-    /// since is durable.
-    fn creation_synced(&mut self, ino: u64, path: &Path) {
-        self.ops.retain(|op| match &op.change {
-            NsChange::Created {
-                ino: created,
-                path: p,
-            } => *created != ino && !path.starts_with(p),
-            _ => true,
-        });
+    /// Whether the creation of inode `ino` is not durable yet.
+    pub fn creation_pending(&self, ino: u64) -> bool {
+        self.ops
+            .iter()
+            .any(|op| matches!(op.change, NsChange::Created { ino: i, .. } if i == ino))
     }
 
-    /// `fsync` of the directory at `path` (inode `dir`): the changes of its entries are
-    /// durable (a change that touched two directories, a rename between them, needs both), and
-    /// so is its own creation and its new parents' (see [`Journal::creation_synced`]).
-    pub fn dir_synced(&mut self, dir: u64, path: &Path) {
-        self.creation_synced(dir, path);
-        let mut kept = Vec::with_capacity(self.ops.len());
+    /// The creation of inode `ino` is durable (its parent was synced on its behalf).
+    pub fn creation_durable(&mut self, ino: u64) {
+        self.ops
+            .retain(|op| !matches!(op.change, NsChange::Created { ino: i, .. } if i == ino));
+    }
+
+    /// `fsync` of directory `dir`: the changes of its entries are durable (a change that
+    /// touched two directories, a rename between them, needs both). A rename made durable
+    /// while older changes under the renamed path are not moves their paths along, so undoing
+    /// them later finds what they changed where it now is.
+    pub fn dir_synced(&mut self, dir: u64) {
+        let mut kept: Vec<NsOp> = Vec::with_capacity(self.ops.len());
         for mut op in std::mem::take(&mut self.ops) {
             op.waiting_on.retain(|d| *d != dir);
-            if op.waiting_on.is_empty() {
-                // Durable: what it removed or replaced is gone for good.
-                match &op.change {
-                    NsChange::Removed { trash, .. } => remove_all(trash),
-                    NsChange::Renamed {
-                        displaced: Some(trash),
-                        ..
-                    } => remove_all(trash),
-                    _ => {}
-                }
-            } else {
+            if !op.waiting_on.is_empty() {
                 kept.push(op);
+                continue;
+            }
+            // Durable: what it removed or replaced is gone for good.
+            match &op.change {
+                NsChange::Removed { trash, .. } => remove_all(trash),
+                NsChange::Renamed {
+                    from,
+                    to,
+                    displaced,
+                } => {
+                    if let Some(trash) = displaced {
+                        remove_all(trash);
+                    }
+                    for older in &mut kept {
+                        older.change.moved(from, to);
+                    }
+                }
+                NsChange::Created { .. } => {}
             }
         }
         self.ops = kept;
     }
 
+    /// A file or directory was created at `path` (inode `ino`) in directory `parent`.
     pub fn created(&mut self, path: &Path, ino: u64, parent: u64) {
         self.ops.push(NsOp {
             change: NsChange::Created {
@@ -406,7 +435,11 @@ mod tests {
         fs::write(root.join("kept"), b"data").unwrap();
         j.created(&root.join("kept"), 2, 1);
         j.created_file(2);
-        j.file_synced(2, &root.join("kept"));
+        // What the filesystem does on its fsync: data durable, and its new parent synced.
+        j.file_synced(2);
+        assert!(j.creation_pending(2));
+        j.creation_durable(2);
+        j.dir_synced(1);
         // Created, never synced: it goes.
         fs::write(root.join("lost"), b"x").unwrap();
         j.created(&root.join("lost"), 3, 1);
@@ -443,11 +476,29 @@ mod tests {
         let trash = j.trash_path();
         fs::rename(root.join("gone"), &trash).unwrap();
         j.removed(&root.join("gone"), trash.clone(), 1);
-        j.dir_synced(1, &root);
+        j.dir_synced(1);
         assert!(!trash.exists(), "a durable remove empties its trash");
         let loss = j.roll_back(|_| None);
         assert!(root.join("b").exists() && !root.join("a").exists());
         assert!(!root.join("gone").exists());
         assert_eq!(loss.namespace_ops, 0);
+    }
+
+    #[test]
+    fn a_durable_rename_of_a_directory_moves_the_older_changes_under_it() {
+        let dir = scratch("moved");
+        let root = dir.join("root");
+        let mut j = Journal::new(&dir.join("trash"));
+        // A/ is durable; A/f is created in it (pending on A), then A is renamed to B and the
+        // root synced: the rename is durable, the creation of f is not.
+        fs::create_dir(root.join("A")).unwrap();
+        fs::write(root.join("A/f"), b"x").unwrap();
+        j.created(&root.join("A/f"), 3, 2);
+        fs::rename(root.join("A"), root.join("B")).unwrap();
+        j.renamed(&root.join("A"), &root.join("B"), None, [1, 1]);
+        j.dir_synced(1);
+        let loss = j.roll_back(|_| None);
+        assert!(root.join("B").is_dir() && !root.join("B/f").exists());
+        assert!(loss.skipped.is_empty(), "{:?}", loss.skipped);
     }
 }

@@ -23,9 +23,16 @@
 //!   changed is fsynced (both directories for a rename between two), the rule of POSIX that
 //!   atomic-replace code must follow. Until then a power loss undoes it: the renamed file is
 //!   back under its old name, and the file a rename replaced is back too.
-//! * Undo runs newest change first. A change made durable while an older one was not (a file
-//!   created in a new directory, fsynced, with the new directory's parent never fsynced) goes
-//!   with the older one: the directory is removed with what is in it.
+//! * Syncing a directory, by `fsync` or on behalf of a new inode in it, makes *all* of its
+//!   pending changes durable (one journal commit): a rename there followed by a new file that
+//!   is fsynced keeps both.
+//! * Undo runs newest change first; a rename made durable moves the older pending changes
+//!   under it along, so they are undone where they now are.
+//!
+//! Renames follow POSIX strictly while creations follow ext4: a program that renames without
+//! syncing the directory can fail here where ext4, committing its journal every few seconds,
+//! would usually not lose the rename. That is still a durability bug (on any filesystem a power
+//! loss inside that window loses it), but it is worth knowing when reading a failure.
 //!
 //! ## Not modelled
 //!
@@ -34,8 +41,9 @@
 //! * `sync`/`syncfs` of the whole filesystem, and `msync` of writable shared mappings (FUSE
 //!   does not pass them on reliably); attribute changes (mode, owner, times) are durable at
 //!   once.
-//! * Hard links and symlinks are refused (`EPERM`), as are `fallocate` modes other than plain
-//!   allocation (`EOPNOTSUPP`, which programs treat as "not supported here").
+//! * Hard links and symlinks are refused (`EPERM`); device files, FIFOs and unix sockets
+//!   cannot be made (`mknod` answers `ENOSYS`); `fallocate` modes other than plain allocation
+//!   answer `EOPNOTSUPP`, which programs treat as "not supported here".
 //!
 //! The backing directory is not synced to the real disk: it is not the durable medium, the
 //! journal is the difference between it and what a disk would hold.
@@ -92,11 +100,14 @@ pub struct Disk {
     session: Option<BackgroundSession>,
     /// The kernel's number for the FUSE connection (to abort it if it hangs).
     connection: u64,
+    /// Set when a power loss could not finish (the old session would not stop, or the new
+    /// mount failed): the directory is not served, and must not be used or mounted again.
+    broken: Option<String>,
 }
 
 impl Disk {
-    /// Serves `mountpoint` (created if missing, must be empty) from `disk_dir/data`, with
-    /// `disk_dir/trash` beside it. `label` names the disk in `/proc/mounts` together with this
+    /// Serves `mountpoint` (created if missing; refused if not empty: what is in it would be
+    /// hidden) from `disk_dir/data`, with `disk_dir/trash` beside it. `label` names the disk in `/proc/mounts` together with this
     /// process's id, so `faultline clean` can tell a dead run's mounts (see [`leftovers`]).
     pub fn mount(disk_dir: &Path, mountpoint: &Path, label: &str) -> Result<Disk, String> {
         let root = disk_dir.join("data");
@@ -104,6 +115,27 @@ impl Disk {
         for dir in [&root, &trash, &mountpoint.to_path_buf()] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let occupied = std::fs::read_dir(mountpoint)
+            .map_err(|e| format!("cannot read {}: {e}", mountpoint.display()))?
+            .next()
+            .is_some();
+        if occupied {
+            return Err(format!(
+                "{} is not empty: the filesystem mounted over it would hide what is there",
+                mountpoint.display()
+            ));
+        }
+        // Leftovers of an earlier mount of this disk are nothing to undo now.
+        if let Ok(entries) = std::fs::read_dir(&trash) {
+            for entry in entries.flatten() {
+                let p = entry.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
         }
         let safe: String = label
             .chars()
@@ -117,6 +149,7 @@ impl Disk {
             state: Arc::new(Mutex::new(fs::State::new(&root, &trash))),
             session: None,
             connection: 0,
+            broken: None,
         };
         disk.start()?;
         Ok(disk)
@@ -147,6 +180,17 @@ impl Disk {
         Ok(())
     }
 
+    /// Whether the directory is served now (`Err` says why not, after a failed power loss). A
+    /// node must not start on a disk that is not: it would find an empty directory, the
+    /// mountpoint underneath, and look like a node that lost everything.
+    pub fn serving(&self) -> Result<(), String> {
+        match (&self.broken, &self.session) {
+            (Some(why), _) => Err(why.clone()),
+            (None, None) => Err(format!("{} is not mounted", self.mountpoint.display())),
+            (None, Some(_)) => Ok(()),
+        }
+    }
+
     /// Where the node's data lives between mounts.
     pub fn backing_dir(&self) -> &Path {
         &self.root
@@ -164,6 +208,7 @@ impl Disk {
     /// again (a fresh mount: no page cache of the old contents survives). The node using it
     /// must already be dead: its requests would fail from here on.
     pub fn power_loss(&mut self) -> Result<Loss, String> {
+        self.serving()?;
         let journal = {
             let mut state = self.state.lock().map_err(|_| "faultfs state poisoned")?;
             state.frozen = true;
@@ -172,9 +217,17 @@ impl Disk {
             let paths = |ino| state.path_of(ino);
             journal.roll_back(paths)
         };
-        self.stop()?;
-        self.state = Arc::new(Mutex::new(fs::State::new(&self.root, &self.trash)));
-        self.start()?;
+        let restarted = self.stop().and_then(|()| {
+            self.state = Arc::new(Mutex::new(fs::State::new(&self.root, &self.trash)));
+            self.start()
+        });
+        if let Err(e) = restarted {
+            // Never mounted again: a session that would not stop may still unmount by path
+            // when it finally ends, taking a new mount with it.
+            let why = format!("the power loss could not finish: {e}");
+            self.broken = Some(why.clone());
+            return Err(why);
+        }
         Ok(journal)
     }
 
@@ -193,7 +246,13 @@ impl Disk {
         std::thread::spawn(move || {
             let _ = done.send(session.join());
         });
-        if ended.recv_timeout(Duration::from_secs(3)).is_ok() {
+        if let Ok(joined) = ended.recv_timeout(Duration::from_secs(3)) {
+            if let Err(e) = joined {
+                tracing::warn!(
+                    "faultfs: the session of {} ended with {e}",
+                    self.mountpoint.display()
+                );
+            }
             return Ok(());
         }
         abort_connection(self.connection);

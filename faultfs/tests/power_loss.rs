@@ -205,3 +205,39 @@ fn a_kill_without_power_loss_keeps_everything() {
         b"kept by the page cache"
     );
 }
+
+/// ext4 syncs the new parents of an inode it fsyncs, and a directory sync commits all of that
+/// directory's changes: a log rotated by a rename, then a new log created and fsynced, keeps
+/// both (the rename is not undone over the fsynced new file).
+#[test]
+fn fsyncing_a_new_file_makes_its_directory_s_earlier_changes_durable() {
+    let (mnt, mut disk) = mounted("rotate");
+    fs::write(mnt.join("log"), b"old").unwrap();
+    File::open(mnt.join("log")).unwrap().sync_all().unwrap();
+    fs::rename(mnt.join("log"), mnt.join("log.1")).unwrap();
+    let mut new = File::create(mnt.join("log")).unwrap();
+    new.write_all(b"new").unwrap();
+    new.sync_all().unwrap();
+    drop(new);
+    disk.power_loss().unwrap();
+    assert_eq!(fs::read(mnt.join("log")).unwrap(), b"new");
+    assert_eq!(fs::read(mnt.join("log.1")).unwrap(), b"old");
+
+    // A file fsynced in a new directory that was then renamed: the directory, its new name
+    // and the file all stay.
+    fs::create_dir(mnt.join("d")).unwrap();
+    fs::write(mnt.join("d/f"), b"").unwrap();
+    fs::rename(mnt.join("d"), mnt.join("e")).unwrap();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(mnt.join("e/f"))
+        .unwrap();
+    f.write_all(b"synced").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let loss = disk.power_loss().unwrap();
+    assert_eq!(fs::read(mnt.join("e/f")).unwrap(), b"synced");
+    assert!(!mnt.join("d").exists());
+    assert!(loss.skipped.is_empty(), "{loss:?}");
+    disk.unmount().unwrap();
+}

@@ -35,6 +35,7 @@ pub fn run(args: CleanArgs) -> ExitCode {
     // Data directories still mounted by a controller that is gone (a dead FUSE server's mount
     // only answers "transport endpoint is not connected": a lazy unmount always works).
     let mut found = false;
+    let mut failed = false;
     for m in faultline_faultfs::mounted() {
         if is_alive(m.owner) && is_faultline(m.owner) && !args.all {
             continue;
@@ -43,10 +44,13 @@ pub fn run(args: CleanArgs) -> ExitCode {
         let shown = faultline_checker::text::for_terminal(&m.mountpoint.display().to_string());
         match faultline_faultfs::force_unmount(&m.mountpoint) {
             Ok(()) => println!("faultline clean: unmounting data directory {shown}"),
-            Err(e) => eprintln!(
-                "faultline clean: {}",
-                faultline_checker::text::for_terminal(&e)
-            ),
+            Err(e) => {
+                failed = true;
+                eprintln!(
+                    "faultline clean: {}",
+                    faultline_checker::text::for_terminal(&e)
+                );
+            }
         }
     }
     let me = std::process::id() as i32;
@@ -65,6 +69,9 @@ pub fn run(args: CleanArgs) -> ExitCode {
     if stray.is_empty() {
         if !found {
             println!("faultline clean: nothing left behind");
+        }
+        if failed {
+            return ExitCode::from(EXIT_BAD_INPUT);
         }
         return ExitCode::from(EXIT_VALID);
     }

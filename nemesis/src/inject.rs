@@ -245,6 +245,7 @@ impl<'a, C: Cluster> Injector<'a, C> {
         match &fault {
             Fault::Kill(nodes) | Fault::Pause(nodes) | Fault::LoseUnfsynced(nodes) => {
                 let mut lost = serde_json::Map::new();
+                let mut hit = Vec::new();
                 for node in nodes {
                     let Some(pgid) = self.cluster.process_group(node) else {
                         fr.errors.push(format!("{node} was not running"));
@@ -256,13 +257,16 @@ impl<'a, C: Cluster> Injector<'a, C> {
                         self.cluster.killed(node);
                         process::kill(pgid)
                     };
-                    if let Err(e) = result {
-                        fr.errors.push(format!("{node}: {e}"));
-                        continue;
+                    match result {
+                        Ok(()) => hit.push(node),
+                        Err(e) => fr.errors.push(format!("{node}: {e}")),
                     }
-                    if kind == FaultKind::LoseUnfsynced {
-                        // After the kill: the process must be gone before its disk loses power,
-                        // or it could write again in between.
+                }
+                if kind == FaultKind::LoseUnfsynced {
+                    // Every node killed first (one power cut for all of them), then each disk
+                    // loses what it had not synced, once its process is gone: a process still
+                    // running could write again in between.
+                    for node in hit {
                         match self.cluster.lose_unfsynced(node).await {
                             Ok(what) => {
                                 lost.insert(node.clone(), json!(what));

@@ -73,18 +73,20 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// `ip ARGS`, tried up to three times; true if it succeeded once.
-fn retried(args: &[&str]) -> bool {
+/// `ip ARGS`, tried up to three times; the last error if it never succeeded.
+fn retried(args: &[&str]) -> Result<(), String> {
+    let mut last = String::new();
     for attempt in 0..3 {
         match run("ip", args) {
-            Ok(()) => return true,
+            Ok(()) => return Ok(()),
             Err(e) => {
                 tracing::debug!(attempt, error = %e, "ip failed");
+                last = e;
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
     }
-    false
+    Err(last)
 }
 
 fn link_exists(name: &str) -> bool {
@@ -267,12 +269,16 @@ impl Network {
         // Each step is tried again a few times: a loaded host can fail to start `ip` for a
         // moment, and what is not removed here is only found by `faultline clean`.
         let mut left = Vec::new();
-        if !retried(&["link", "del", &self.host_if]) && link_exists(&self.host_if) {
-            left.push(format!("interface {}", self.host_if));
+        if let Err(e) = retried(&["link", "del", &self.host_if]) {
+            if link_exists(&self.host_if) {
+                left.push(format!("interface {} ({e})", self.host_if));
+            }
         }
         for ns in self.namespaces.iter().chain(std::iter::once(&self.hub)) {
-            if !retried(&["netns", "del", ns]) && Path::new("/run/netns").join(ns).exists() {
-                left.push(format!("namespace {ns}"));
+            if let Err(e) = retried(&["netns", "del", ns]) {
+                if Path::new("/run/netns").join(ns).exists() {
+                    left.push(format!("namespace {ns} ({e})"));
+                }
             }
         }
         if left.is_empty() {
@@ -280,12 +286,12 @@ impl Network {
         } else {
             tracing::warn!(
                 tag = self.tag,
-                left = left.join(", "),
+                left = left.join("; "),
                 "network not fully removed: run `faultline clean`"
             );
             eprintln!(
                 "  warning: could not remove {}: run `faultline clean`",
-                left.join(", ")
+                left.join("; ")
             );
         }
     }

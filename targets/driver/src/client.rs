@@ -166,8 +166,20 @@ impl Client {
             }
             (Client::Etcd(c), _) => c.node_state(&node.name).await,
             (Client::Consul(c), _) => c.node_state(&node.name).await,
-            (Client::Exec(c), _) => c.fingerprint(&node.name, Duration::from_secs(2)).await,
             _ => None,
+        }
+    }
+
+    /// What the replica comparison reads from a node: its own state ([`Client::node_state`]),
+    /// or, from an exec driver, the answer to the optional `fingerprint` request.
+    pub async fn fingerprint_state(
+        &self,
+        node: &NodeSpec,
+        status_path: Option<&str>,
+    ) -> Option<Value> {
+        match self {
+            Client::Exec(c) => c.fingerprint(&node.name, Duration::from_secs(2)).await,
+            _ => self.node_state(node, status_path).await,
         }
     }
 
