@@ -55,6 +55,8 @@ pub struct Fingerprints {
     pub compared: bool,
     /// What was compared: the fields every member reported.
     pub compared_fields: Vec<String>,
+    /// Every member answered with every field any member gave.
+    pub complete: bool,
     /// Why not, or what the comparison left out.
     pub note: Option<String>,
     /// Members whose fingerprint differs from the largest group's, when compared (all of
@@ -119,6 +121,10 @@ impl Fingerprints {
             if !missing.is_empty() {
                 notes.push(format!("{node} gave no {}", missing.join(" or ")));
             }
+        }
+        f.complete = notes.is_empty();
+        if fields.is_empty() {
+            notes.push("not compared: no field every member gave".to_string());
         }
         f.note = (!notes.is_empty()).then(|| notes.join("; "));
         if fields.is_empty() {
@@ -199,6 +205,9 @@ impl Fingerprints {
                 part.push_str(&format!("; their {} differ", others.join(" and ")));
             }
             parts.push(part);
+        }
+        if parts.is_empty() {
+            return None;
         }
         Some(format!(
             "divergence: {}",
@@ -449,7 +458,8 @@ pub async fn check(cluster: &Arc<Cluster>, keys: &[String], patience: Duration) 
     // report is not always one snapshot (etcd reads the revision, then the applied index), so
     // one read can straddle an entry being applied.
     let deadline = deadline.max(Instant::now() + Duration::from_secs(5));
-    let mut differed_at: Option<u64> = None;
+    // Where a difference was seen, and between whom: the next read must show the same.
+    let mut differed: Option<(Option<u64>, Vec<String>)> = None;
     loop {
         result.node_states.clear();
         let mut members = BTreeMap::new();
@@ -470,13 +480,16 @@ pub async fn check(cluster: &Arc<Cluster>, keys: &[String], patience: Duration) 
         }
         let f = Fingerprints::compare(members, &silent);
         let position = f.members.values().next().map(|m| m.position);
+        // After a difference, agreement counts only from a complete read: one that left out
+        // the member or the field that differed proves nothing.
         let settled = match (f.compared, f.differ.is_empty()) {
-            (false, _) => f.members.len() < 2,
-            (true, true) => true,
-            (true, false) if differed_at == position => true,
+            (false, _) => f.members.len() < 2 && differed.is_none(),
+            (true, true) => differed.is_none() || f.complete,
             (true, false) => {
-                differed_at = position;
-                false
+                let now = (position, f.differ.clone());
+                let confirmed = differed.as_ref() == Some(&now);
+                differed = Some(now);
+                confirmed
             }
         };
         result.fingerprints = f;
@@ -484,14 +497,18 @@ pub async fn check(cluster: &Arc<Cluster>, keys: &[String], patience: Duration) 
             break;
         }
         if Instant::now() >= deadline {
-            if !result.fingerprints.differ.is_empty() {
-                // Seen once, never confirmed: not a finding.
-                let f = &mut result.fingerprints;
-                f.note = Some(format!(
-                    "a difference seen in one read was not seen again before the deadline: \
-                     not counted ({})",
+            let f = &mut result.fingerprints;
+            if !f.differ.is_empty() {
+                // Seen once, never confirmed: not a finding, but said.
+                let said = format!(
+                    "a difference ({}) seen in one read was not seen again before the \
+                     deadline: not counted",
                     f.differ.join(", ")
-                ));
+                );
+                f.note = Some(match f.note.take() {
+                    Some(n) => format!("{n}; {said}"),
+                    None => said,
+                });
                 f.differ.clear();
                 f.compared = false;
             }

@@ -88,7 +88,12 @@ fn fingerprint_rows(summary: &RunSummary) -> Value {
             })
         })
         .collect();
-    json!({"compared": f.compared, "note": f.note, "members": rows})
+    json!({
+        "compared": f.compared,
+        "compared_fields": f.compared_fields,
+        "note": f.note,
+        "members": rows,
+    })
 }
 
 /// Creates `RESULTS_DIR/NAME/<UTC timestamp>/` (with a suffix if two runs start in the same

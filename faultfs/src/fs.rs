@@ -90,24 +90,29 @@ impl State {
     /// new file was created, say), as one journal commit does. Programs that create, write
     /// and fsync a file or directory without syncing its parent depend on it.
     fn sync_new_parents(&mut self, ino: u64) {
-        let mut current = ino;
-        // Bounded: a path has no more levels than this.
-        for _ in 0..256 {
-            if !self.journal.creation_pending(current) {
-                return;
+        // The directory the inode was created in and the one it is in now (a rename may have
+        // moved it), then theirs while they are new too.
+        let mut work = vec![ino];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(current) = work.pop() {
+            if !seen.insert(current) || seen.len() > 4096 {
+                continue;
             }
-            self.journal.creation_durable(current);
-            let parent = self
+            if !self.journal.creation_pending(current) {
+                continue;
+            }
+            let mut dirs = self.journal.creation_durable(current);
+            let now_in = self
                 .paths
                 .get(&current)
                 .and_then(|p| p.parent())
                 .and_then(|p| self.inos.get(p))
                 .copied();
-            let Some(parent) = parent else {
-                return;
-            };
-            self.journal.dir_synced(parent);
-            current = parent;
+            dirs.extend(now_in);
+            for dir in dirs {
+                self.journal.dir_synced(dir);
+                work.push(dir);
+            }
         }
     }
 
@@ -472,9 +477,10 @@ impl Filesystem for FaultFs {
                 }
                 return Err(errno(e));
             }
+            let ino = s.ino_of(&from);
             s.moved(&from, &to);
             s.journal
-                .renamed(&from, &to, displaced, [parent.0, newparent.0]);
+                .renamed(&from, &to, ino, displaced, [parent.0, newparent.0]);
             Ok(())
         })();
         match result {

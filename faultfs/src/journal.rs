@@ -66,36 +66,57 @@ enum NsChange {
     /// A file or directory was created at `path`. Undo: remove it (and, for a directory,
     /// what is in it).
     Created { path: PathBuf, ino: u64 },
-    /// `from` was renamed to `to`, replacing what was there (now at `displaced`, in the
-    /// trash). Undo: rename back, and put the replaced entry back.
+    /// `from` (inode `ino`) was renamed to `to`, replacing what was there (now at
+    /// `displaced`, in the trash). Undo: rename it back, and put the replaced entry back at
+    /// `restore_at` (`to` as it was then).
     Renamed {
         from: PathBuf,
         to: PathBuf,
+        ino: u64,
         displaced: Option<PathBuf>,
+        restore_at: PathBuf,
     },
     /// `path` was removed (moved to `trash`). Undo: move it back.
     Removed { path: PathBuf, trash: PathBuf },
 }
 
 impl NsChange {
-    /// What was under `from` is now under `to`.
-    fn moved(&mut self, from: &Path, to: &Path) {
-        let fix = |p: &mut PathBuf| {
+    /// A durable rename moved inode `ino` from `from` to `to`: paths of this (older) change
+    /// that lie under `from` follow it, and so does a path that names that very inode. A path
+    /// equal to `from` that names another object (the name was vacated and used again, or
+    /// where a removed entry goes back) stays.
+    fn moved(&mut self, from: &Path, to: &Path, ino: u64) {
+        let under = |p: &mut PathBuf| {
             if let Ok(rest) = p.strip_prefix(from) {
-                *p = if rest.as_os_str().is_empty() {
-                    to.to_path_buf()
-                } else {
-                    to.join(rest)
-                };
+                if !rest.as_os_str().is_empty() {
+                    *p = to.join(rest);
+                }
             }
         };
         match self {
-            NsChange::Created { path, .. } => fix(path),
-            NsChange::Renamed { from: f, to: t, .. } => {
-                fix(f);
-                fix(t);
+            NsChange::Created { path, ino: i } => {
+                if *i == ino && path == from {
+                    *path = to.to_path_buf();
+                } else {
+                    under(path);
+                }
             }
-            NsChange::Removed { path, .. } => fix(path),
+            NsChange::Renamed {
+                from: f,
+                to: t,
+                ino: i,
+                restore_at,
+                ..
+            } => {
+                under(f);
+                if *i == ino && t == from {
+                    *t = to.to_path_buf();
+                } else {
+                    under(t);
+                }
+                under(restore_at);
+            }
+            NsChange::Removed { path, .. } => under(path),
         }
     }
 }
@@ -214,10 +235,18 @@ impl Journal {
             .any(|op| matches!(op.change, NsChange::Created { ino: i, .. } if i == ino))
     }
 
-    /// The creation of inode `ino` is durable (its parent was synced on its behalf).
-    pub fn creation_durable(&mut self, ino: u64) {
-        self.ops
-            .retain(|op| !matches!(op.change, NsChange::Created { ino: i, .. } if i == ino));
+    /// The creation of inode `ino` is durable (its parent is being synced on its behalf);
+    /// returns the directories that creation waited for (the one it was made in).
+    pub fn creation_durable(&mut self, ino: u64) -> Vec<u64> {
+        let mut parents = Vec::new();
+        self.ops.retain(|op| match op.change {
+            NsChange::Created { ino: i, .. } if i == ino => {
+                parents.extend(op.waiting_on.iter().copied());
+                false
+            }
+            _ => true,
+        });
+        parents
     }
 
     /// `fsync` of directory `dir`: the changes of its entries are durable (a change that
@@ -238,13 +267,15 @@ impl Journal {
                 NsChange::Renamed {
                     from,
                     to,
+                    ino,
                     displaced,
+                    ..
                 } => {
                     if let Some(trash) = displaced {
                         remove_all(trash);
                     }
                     for older in &mut kept {
-                        older.change.moved(from, to);
+                        older.change.moved(from, to, *ino);
                     }
                 }
                 NsChange::Created { .. } => {}
@@ -264,10 +295,13 @@ impl Journal {
         });
     }
 
+    /// `from` (inode `ino`) was renamed to `to`, in directories `parents` (from's, to's);
+    /// what `to` named before is at `displaced` in the trash.
     pub fn renamed(
         &mut self,
         from: &Path,
         to: &Path,
+        ino: u64,
         displaced: Option<PathBuf>,
         parents: [u64; 2],
     ) {
@@ -279,7 +313,9 @@ impl Journal {
             change: NsChange::Renamed {
                 from: from.to_path_buf(),
                 to: to.to_path_buf(),
+                ino,
                 displaced,
+                restore_at: to.to_path_buf(),
             },
             waiting_on,
         });
@@ -327,8 +363,10 @@ impl Journal {
                     from,
                     to,
                     displaced,
+                    restore_at,
+                    ..
                 } => fs::rename(to, from).and_then(|()| match displaced {
-                    Some(trash) => fs::rename(trash, to),
+                    Some(trash) => fs::rename(trash, restore_at),
                     None => Ok(()),
                 }),
                 NsChange::Removed { path, trash } => fs::rename(trash, path),
@@ -438,7 +476,7 @@ mod tests {
         // What the filesystem does on its fsync: data durable, and its new parent synced.
         j.file_synced(2);
         assert!(j.creation_pending(2));
-        j.creation_durable(2);
+        assert_eq!(j.creation_durable(2), vec![1]);
         j.dir_synced(1);
         // Created, never synced: it goes.
         fs::write(root.join("lost"), b"x").unwrap();
@@ -452,6 +490,7 @@ mod tests {
         j.renamed(
             &root.join("tmp"),
             &root.join("kept"),
+            9,
             Some(displaced),
             [1, 1],
         );
@@ -472,7 +511,7 @@ mod tests {
         fs::write(root.join("a"), b"a").unwrap();
         fs::write(root.join("gone"), b"g").unwrap();
         fs::rename(root.join("a"), root.join("b")).unwrap();
-        j.renamed(&root.join("a"), &root.join("b"), None, [1, 1]);
+        j.renamed(&root.join("a"), &root.join("b"), 9, None, [1, 1]);
         let trash = j.trash_path();
         fs::rename(root.join("gone"), &trash).unwrap();
         j.removed(&root.join("gone"), trash.clone(), 1);
@@ -495,7 +534,7 @@ mod tests {
         fs::write(root.join("A/f"), b"x").unwrap();
         j.created(&root.join("A/f"), 3, 2);
         fs::rename(root.join("A"), root.join("B")).unwrap();
-        j.renamed(&root.join("A"), &root.join("B"), None, [1, 1]);
+        j.renamed(&root.join("A"), &root.join("B"), 2, None, [1, 1]);
         j.dir_synced(1);
         let loss = j.roll_back(|_| None);
         assert!(root.join("B").is_dir() && !root.join("B/f").exists());

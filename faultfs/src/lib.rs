@@ -27,7 +27,10 @@
 //!   pending changes durable (one journal commit): a rename there followed by a new file that
 //!   is fsynced keeps both.
 //! * Undo runs newest change first; a rename made durable moves the older pending changes
-//!   under it along, so they are undone where they now are.
+//!   under it along, so they are undone where they now are. Not followed: a rename made
+//!   durable inside a directory whose own (older) rename is not; the older changes under it
+//!   are then undone where they were, and an undo that finds nothing there is skipped (and
+//!   logged).
 //!
 //! Renames follow POSIX strictly while creations follow ext4: a program that renames without
 //! syncing the directory can fail here where ext4, committing its journal every few seconds,

@@ -93,7 +93,7 @@ pub fn run(args: CleanArgs) -> ExitCode {
             .collect();
         if left.is_empty() {
             println!("faultline clean: killed {} processes", stray.len());
-            return ExitCode::from(EXIT_VALID);
+            return ExitCode::from(if failed { EXIT_BAD_INPUT } else { EXIT_VALID });
         }
         if Instant::now() >= deadline {
             eprintln!("faultline clean: processes still alive: {left:?}");

@@ -341,17 +341,23 @@ fn fingerprints_table(out: &mut String, run: &Run) {
         .get("note")
         .map(|v| value_text(v, 400))
         .unwrap_or_default();
-    let _ = write!(
-        out,
-        "<p>{}</p>",
-        html(if compared {
-            "Compared at one applied index: every member must have the same fingerprint."
-        } else if note.is_empty() {
-            "Not compared."
-        } else {
-            &note
-        })
-    );
+    let fields: Vec<String> = f
+        .get("compared_fields")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(|v| value_text(v, 40)).collect())
+        .unwrap_or_default();
+    let head = if compared {
+        format!(
+            "Compared at one applied index ({}): every member must have the same.",
+            fields.join(", ")
+        )
+    } else {
+        "Not compared.".to_string()
+    };
+    let _ = write!(out, "<p>{}</p>", html(&head));
+    if !note.is_empty() {
+        let _ = write!(out, "<p>{}</p>", html(&note));
+    }
     out.push_str(
         "<table id=\"fingerprints\"><tr><th>member</th><th>applied index</th>\
          <th>fingerprint</th><th>last faults on it</th><th></th></tr>",
