@@ -86,7 +86,8 @@ pub struct TestArgs {
     /// for raft, 1 for etcd and custom targets, 2 for consul].
     #[arg(long, value_name = "SECONDS")]
     pub op_timeout: Option<f64>,
-    /// Faults, comma-separated: kill, pause, partition, clock, latency, loss, or none
+    /// Faults, comma-separated: kill, pause, lose-unfsynced, partition, clock, latency, loss, or
+    /// none
     /// [default: partition,pause,kill,clock; clock only if libfaketime is installed].
     #[arg(long, value_delimiter = ',')]
     pub nemesis: Option<Vec<String>>,
