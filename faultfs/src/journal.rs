@@ -376,11 +376,7 @@ impl Journal {
                 Err(e) => loss.skipped.push(format!("undoing {:?}: {e}", op.change)),
             }
         }
-        if let Ok(entries) = fs::read_dir(&self.trash) {
-            for entry in entries.flatten() {
-                remove_all(&entry.path());
-            }
-        }
+        empty_dir(&self.trash);
         loss
     }
 }
@@ -403,6 +399,15 @@ fn remove_path(path: &Path) -> io::Result<()> {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path),
         Ok(_) => fs::remove_file(path),
         Err(e) => Err(e),
+    }
+}
+
+/// Removes everything in `dir` (not `dir` itself).
+pub(crate) fn empty_dir(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            remove_all(&entry.path());
+        }
     }
 }
 

@@ -130,16 +130,7 @@ impl Disk {
             ));
         }
         // Leftovers of an earlier mount of this disk are nothing to undo now.
-        if let Ok(entries) = std::fs::read_dir(&trash) {
-            for entry in entries.flatten() {
-                let p = entry.path();
-                let _ = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
-            }
-        }
+        journal::empty_dir(&trash);
         let safe: String = label
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })

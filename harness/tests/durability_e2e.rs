@@ -28,36 +28,11 @@ fn faultline_mounts() -> Vec<String> {
         .collect()
 }
 
-/// (invalid runs, their explanations) of `faultline test ARGS --seed S` over `seeds`.
+/// (invalid runs, their explanations) of `faultline test ARGS --seed S` over `seeds`; every
+/// fault of every run applied without error, and nothing left running or mounted.
 fn verdicts(name: &str, args: &[&str], seeds: &[&str]) -> (usize, Vec<String>) {
     let results = scratch(name).join("results");
-    let mut invalid = 0;
-    let mut why = Vec::new();
-    for seed in seeds {
-        let mut all = vec![
-            "test",
-            "--results-dir",
-            results.to_str().unwrap(),
-            "--seed",
-            seed,
-        ];
-        all.extend_from_slice(args);
-        let out = run(&all);
-        match out.status.code() {
-            Some(1) => {
-                invalid += 1;
-                let r = latest(&results);
-                why.extend(
-                    r["explanation"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|s| s.as_str().map(str::to_string)),
-                );
-            }
-            Some(0) => {}
-            other => panic!("{all:?} exited {other:?}: {}", stderr(&out)),
-        }
+    invalid_runs(&results, args, seeds, |_, _| {
         let r = latest(&results);
         for f in r["faults"].as_array().into_iter().flatten() {
             assert!(
@@ -67,8 +42,7 @@ fn verdicts(name: &str, args: &[&str], seeds: &[&str]) -> (usize, Vec<String>) {
         }
         assert_eq!(node_processes(&results), 0);
         assert!(faultline_mounts().is_empty(), "{:?}", faultline_mounts());
-    }
-    (invalid, why)
+    })
 }
 
 /// Measured on the development machine (3 nodes, 20 s, default schedule): with

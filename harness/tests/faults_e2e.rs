@@ -149,42 +149,14 @@ fn isolating_the_leader_of_five_nodes_blocks_its_writes_and_a_new_leader_takes_o
     no_network_left(&["isolate-leader"], &out);
 }
 
-/// Runs `seeds` tests with `args` and returns how many were invalid, checking no run left a
-/// node behind.
-fn invalid_runs(name: &str, args: &[&str], seeds: &[&str]) -> (usize, Vec<String>) {
-    let dir = scratch(name);
-    let results = dir.join("results");
-    let mut invalid = 0;
-    let mut explanations = Vec::new();
-    for seed in seeds {
-        let mut all = vec![
-            "test",
-            "--results-dir",
-            results.to_str().unwrap(),
-            "--seed",
-            seed,
-        ];
-        all.extend_from_slice(args);
-        let out = run(&all);
-        match out.status.code() {
-            Some(1) => {
-                invalid += 1;
-                let r = results_json(&latest_run(&results));
-                explanations.extend(
-                    r["explanation"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|s| s.as_str().map(str::to_string)),
-                );
-            }
-            Some(0) => {}
-            other => panic!("{all:?} exited {other:?}: {}", stderr(&out)),
-        }
+/// Runs `seeds` tests with `args` and returns how many were invalid, checking that no run left
+/// a node or a network namespace behind.
+fn runs_of(name: &str, args: &[&str], seeds: &[&str]) -> (usize, Vec<String>) {
+    let results = scratch(name).join("results");
+    invalid_runs(&results, args, seeds, |all, out| {
         assert_eq!(node_processes(&results), 0);
-        no_network_left(&all, &out);
-    }
-    (invalid, explanations)
+        no_network_left(all, out);
+    })
 }
 
 /// Every run here ends before the next starts and nothing else runs meanwhile: none may leave
@@ -232,7 +204,7 @@ fn stale_read_bug_is_caught_by_partitions_and_the_clean_build_passes() {
     ];
     let mut with_bug = args.to_vec();
     with_bug.extend(["--raft-bug", "stale-read"]);
-    let (invalid, explanations) = invalid_runs("stale-read", &with_bug, &["1", "2", "3"]);
+    let (invalid, explanations) = runs_of("stale-read", &with_bug, &["1", "2", "3"]);
     assert!(
         invalid >= 2,
         "stale-read caught in only {invalid} of 3 seeds"
@@ -241,7 +213,7 @@ fn stale_read_bug_is_caught_by_partitions_and_the_clean_build_passes() {
         explanations.iter().any(|s| s.contains("read of")),
         "{explanations:?}"
     );
-    let (invalid, explanations) = invalid_runs("clean-partitions", &args, &["1"]);
+    let (invalid, explanations) = runs_of("clean-partitions", &args, &["1"]);
     assert_eq!(
         invalid, 0,
         "the clean build was reported invalid: {explanations:?}"
@@ -281,12 +253,12 @@ fn lease_ignores_drift_bug_is_caught_in_lease_mode() {
     ];
     let mut with_bug = args.to_vec();
     with_bug.extend(["--raft-bug", "lease-ignores-drift"]);
-    let (invalid, _) = invalid_runs("lease", &with_bug, &["1", "2", "3"]);
+    let (invalid, _) = runs_of("lease", &with_bug, &["1", "2", "3"]);
     assert!(
         invalid >= 2,
         "lease-ignores-drift caught in only {invalid} of 3 seeds"
     );
-    let (invalid, explanations) = invalid_runs("clean-lease", &args, &["1"]);
+    let (invalid, explanations) = runs_of("clean-lease", &args, &["1"]);
     assert_eq!(
         invalid, 0,
         "the clean lease build was reported invalid: {explanations:?}"

@@ -114,3 +114,46 @@ fn processes_where(needle: &Path, also: impl Fn(&str) -> bool) -> usize {
         })
         .count()
 }
+
+/// Runs `faultline test --results-dir RESULTS --seed S ARGS` for each seed; returns how many
+/// runs were invalid and their explanations. A run that ends otherwise than valid or invalid
+/// fails the test; `after(args, output)` checks what each run must leave (nothing running,
+/// nothing mounted, ...).
+#[allow(dead_code)] // not every test binary counts verdicts
+pub fn invalid_runs(
+    results: &Path,
+    args: &[&str],
+    seeds: &[&str],
+    mut after: impl FnMut(&[&str], &Output),
+) -> (usize, Vec<String>) {
+    let mut invalid = 0;
+    let mut explanations = Vec::new();
+    for seed in seeds {
+        let mut all = vec![
+            "test",
+            "--results-dir",
+            results.to_str().unwrap(),
+            "--seed",
+            seed,
+        ];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        match out.status.code() {
+            Some(1) => {
+                invalid += 1;
+                let r = latest(results);
+                explanations.extend(
+                    r["explanation"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s.as_str().map(str::to_string)),
+                );
+            }
+            Some(0) => {}
+            other => panic!("{all:?} exited {other:?}: {}", stderr(&out)),
+        }
+        after(&all, &out);
+    }
+    (invalid, explanations)
+}
