@@ -12,7 +12,8 @@ use faultline_nemesis::net::Network;
 use faultline_nemesis::proxy::Proxy;
 use faultline_nemesis::{ClockReading, Grudge, Leader};
 
-use faultline_targets::client::Client;
+use faultline_nemesis::upgrade::Rejoin;
+use faultline_targets::client::{Client, Readiness};
 use faultline_targets::process::{self, Launch, NodeProcess};
 use faultline_targets::NodeSpec;
 use nix::sys::signal::Signal;
@@ -34,7 +35,18 @@ pub struct Net {
 pub struct Cluster {
     net: Net,
     pub nodes: Vec<NodeSpec>,
-    launches: Vec<Launch>,
+    /// How each node is started, per version of the rolling upgrade's path: `launches[i][v]`
+    /// (one version when there is no upgrade).
+    launches: Vec<Vec<Launch>>,
+    /// The version each node runs (index into its launches), and their names.
+    running: Mutex<Vec<usize>>,
+    pub versions: Vec<String>,
+    /// One lifecycle change at a time per node: a fault's restart and an upgrade's swap must
+    /// not both start a process for it.
+    lifecycle: Vec<tokio::sync::Mutex<()>>,
+    /// Processes an upgrade step just started: their exit is that step's finding (a refused
+    /// start), not a crash.
+    probation: Mutex<HashSet<i32>>,
     procs: Mutex<Vec<Option<NodeProcess>>>,
     /// Processes (pids) killed on purpose: their exit is not a crash. By pid, not by node, so
     /// a restart racing with the crash check can never make a killed process look crashed.
@@ -53,6 +65,10 @@ pub struct Cluster {
     /// How nodes are stopped: this signal, then SIGKILL after the grace period.
     stop_signal: Signal,
     stop_grace: Duration,
+    readiness: Readiness,
+    /// Whether nodes report a role (and so a leader they know) that rejoining can be judged
+    /// by; otherwise a node has rejoined once it is ready.
+    reports_roles: bool,
 }
 
 /// What the cluster needs to know about its target.
@@ -61,6 +77,8 @@ pub struct TargetInfo {
     pub leader_path: Option<String>,
     pub status_path: Option<String>,
     pub stop: (Signal, Duration),
+    pub readiness: Readiness,
+    pub reports_roles: bool,
 }
 
 /// Chooses node addresses on 127.0.0.1: consecutive ports from `base`, or free ports picked by
@@ -144,14 +162,25 @@ fn port_of(l: &TcpListener) -> Result<u16, String> {
 }
 
 impl Cluster {
+    /// `launches[i]` starts node i on each version named in `versions` (one of each).
     pub fn new(
         nodes: Vec<NodeSpec>,
-        launches: Vec<Launch>,
+        launches: Vec<Vec<Launch>>,
+        versions: Vec<String>,
         net: Net,
         target: TargetInfo,
     ) -> Result<Cluster, String> {
+        if launches.len() != nodes.len() || launches.iter().any(|l| l.len() != versions.len()) {
+            return Err("internal: one launch per node and version is needed".to_string());
+        }
         Ok(Cluster {
             net,
+            running: Mutex::new(vec![0; nodes.len()]),
+            versions,
+            lifecycle: nodes.iter().map(|_| tokio::sync::Mutex::new(())).collect(),
+            probation: Mutex::new(HashSet::new()),
+            readiness: target.readiness,
+            reports_roles: target.reports_roles,
             client: target.client,
             observed: std::sync::Arc::new(super::view::Observed::default()),
             leader_path: target.leader_path,
@@ -215,7 +244,29 @@ impl Cluster {
         Ok(())
     }
 
-    fn start(&self, node: &str) -> Result<(), String> {
+    /// Stops a running node as the target is stopped (resume, its stop signal, SIGKILL after
+    /// the grace period) and waits until it is gone. Its exit is not a crash.
+    async fn stop_one(&self, i: usize) -> Result<(), String> {
+        let Some(p) = self.procs.lock().ok().and_then(|p| p[i].clone()) else {
+            return Ok(());
+        };
+        if let Ok(mut k) = self.killed.lock() {
+            k.insert(p.pid);
+        }
+        p.signal(Signal::SIGCONT);
+        p.signal(self.stop_signal);
+        let deadline = Instant::now() + self.stop_grace;
+        while p.is_running() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if p.is_running() {
+            p.signal(Signal::SIGKILL);
+        }
+        self.await_exit(&self.nodes[i].name).await
+    }
+
+    /// Starts `node` on the version it is set to run; returns the new process's pid.
+    fn start(&self, node: &str) -> Result<i32, String> {
         let i = self
             .index(node)
             .ok_or_else(|| format!("unknown node {node}"))?;
@@ -232,12 +283,29 @@ impl Cluster {
         }
         std::fs::create_dir_all(&self.nodes[i].data_dir)
             .map_err(|e| format!("cannot create {}: {e}", self.nodes[i].data_dir.display()))?;
-        let proc = process::spawn(self.launches[i].clone())?;
-        tracing::info!(node, pid = proc.pid, "node started");
+        let version = self.running.lock().map(|r| r[i]).unwrap_or(0);
+        let proc = process::spawn(self.launches[i][version].clone())?;
+        tracing::info!(
+            node,
+            pid = proc.pid,
+            version = self.versions[version],
+            "node started"
+        );
+        let pid = proc.pid;
         if let Ok(mut procs) = self.procs.lock() {
             procs[i] = Some(proc);
         }
-        Ok(())
+        Ok(pid)
+    }
+
+    /// The version each node runs now, by node name (for the status samples).
+    pub fn version_of(&self, node: &str) -> Option<String> {
+        if self.versions.len() < 2 {
+            return None;
+        }
+        let i = self.index(node)?;
+        let v = self.running.lock().ok()?[i];
+        self.versions.get(v).cloned()
     }
 
     /// Pids of the running nodes (for `faultline clean` and the results).
@@ -258,12 +326,13 @@ impl Cluster {
         let procs = self.procs.lock().map(|p| p.clone()).unwrap_or_default();
         let killed = self.killed.lock().map(|k| k.clone()).unwrap_or_default();
         let mut fresh = Vec::new();
+        let probation = self.probation.lock().map(|k| k.clone()).unwrap_or_default();
         for (n, p) in self.nodes.iter().zip(procs) {
             let Some(p) = p else { continue };
             let Some(status) = p.exit_status() else {
                 continue;
             };
-            if killed.contains(&p.pid) {
+            if killed.contains(&p.pid) || probation.contains(&p.pid) {
                 continue;
             }
             let fresh_exit = self
@@ -333,9 +402,16 @@ impl Cluster {
         let Some(i) = self.index(node) else {
             return String::new();
         };
-        let text = std::fs::read_to_string(&self.nodes[i].log_path).unwrap_or_default();
+        // Lossy: a log is the node's bytes, not necessarily UTF-8; long lines (a stack trace
+        // on one line) are cut, control characters escaped.
+        let bytes = std::fs::read(&self.nodes[i].log_path).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
         let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        all[all.len().saturating_sub(lines)..]
+            .iter()
+            .map(|l| faultline_targets::sanitize(l, LOG_LINE_CHARS))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Waits until a killed node's process has exited (sending SIGKILL again if it lingers),
@@ -432,8 +508,104 @@ impl faultline_nemesis::Cluster for Cluster {
     }
 
     async fn restart(&self, node: &str) -> Result<(), String> {
+        let i = self
+            .index(node)
+            .ok_or_else(|| format!("unknown node {node}"))?;
+        let _one_at_a_time = self.lifecycle[i].lock().await;
+        // Started meanwhile by someone else (an upgrade step, another fault's heal): a process
+        // that runs and was not killed is the node, up already.
+        let current = self.procs.lock().ok().and_then(|p| p[i].clone());
+        let killed = self.killed.lock().map(|k| k.clone()).unwrap_or_default();
+        if current.is_some_and(|p| p.is_running() && !killed.contains(&p.pid)) {
+            return Ok(());
+        }
         self.await_exit(node).await?;
-        self.start(node)
+        self.start(node).map(|_| ())
+    }
+
+    fn node_version(&self, node: &str) -> Option<usize> {
+        let i = self.index(node)?;
+        self.running.lock().ok().map(|r| r[i])
+    }
+
+    async fn swap_version(&self, node: &str, version: usize) -> Result<(), String> {
+        let i = self
+            .index(node)
+            .ok_or_else(|| format!("unknown node {node}"))?;
+        if version >= self.versions.len() {
+            return Err(format!("no version {version} in the upgrade path"));
+        }
+        let _one_at_a_time = self.lifecycle[i].lock().await;
+        self.stop_one(i).await?;
+        if let Ok(mut r) = self.running.lock() {
+            r[i] = version;
+        }
+        let pid = self.start(node)?;
+        if let Ok(mut p) = self.probation.lock() {
+            p.insert(pid);
+        }
+        Ok(())
+    }
+
+    async fn await_rejoin(&self, node: &str, timeout: Duration) -> Rejoin {
+        let Some(i) = self.index(node) else {
+            return Rejoin::TimedOut {
+                log_tail: format!("unknown node {node}"),
+            };
+        };
+        let deadline = Instant::now() + timeout;
+        let release = |pid: Option<i32>| {
+            if let (Some(pid), Ok(mut p)) = (pid, self.probation.lock()) {
+                p.remove(&pid);
+            }
+        };
+        loop {
+            // The node's process now: a fault may kill the new process and its heal start
+            // another while this waits. An exit counts only if nobody killed it on purpose.
+            let proc = self.procs.lock().ok().and_then(|p| p[i].clone());
+            let killed_by_fault = proc.as_ref().is_some_and(|p| {
+                self.killed
+                    .lock()
+                    .map(|k| k.contains(&p.pid))
+                    .unwrap_or(false)
+            });
+            if killed_by_fault {
+                release(proc.as_ref().map(|p| p.pid));
+            } else if let Some(status) = proc.as_ref().and_then(NodeProcess::exit_status) {
+                // Its exit is this step's finding: not also a crash.
+                if let (Some(p), Ok(mut seen)) = (&proc, self.crashed_pids.lock()) {
+                    seen.insert(p.pid);
+                }
+                release(proc.as_ref().map(|p| p.pid));
+                // Give the log a moment: the process may exit before its last line lands.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Rejoin::Exited {
+                    status: status.to_string(),
+                    log_tail: self.log_tail(node, REFUSAL_LOG_LINES),
+                };
+            }
+            let spec = &self.nodes[i];
+            let rejoined = if killed_by_fault {
+                false
+            } else if self.reports_roles {
+                self.role(spec)
+                    .await
+                    .is_some_and(|r| r.is_leader() || r.leader.is_some())
+            } else {
+                self.client.node_ready(spec, &self.readiness).await
+            };
+            if rejoined {
+                release(proc.as_ref().map(|p| p.pid));
+                return Rejoin::Rejoined;
+            }
+            if Instant::now() >= deadline {
+                release(proc.as_ref().map(|p| p.pid));
+                return Rejoin::TimedOut {
+                    log_tail: self.log_tail(node, REFUSAL_LOG_LINES),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn partition(&self, grudge: &Grudge) -> Result<(), String> {
@@ -500,6 +672,12 @@ impl faultline_nemesis::Cluster for Cluster {
         }
     }
 }
+
+/// Longest log line kept in a log tail.
+const LOG_LINE_CHARS: usize = 400;
+
+/// Log lines kept of a node that refused to start or rejoin.
+const REFUSAL_LOG_LINES: usize = 10;
 
 /// How close a node's clock must come to the offset asked for, to count as applied.
 const CLOCK_TOLERANCE_MS: f64 = 100.0;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use faultline_nemesis::replay::{PlannedFault, ReplayAim};
+use faultline_nemesis::upgrade::UpgradeOrder;
 use faultline_nemesis::{Aim, ClockMode, FaultKind, PartitionKind, ScheduleKind};
 use faultline_workloads::WorkloadKind;
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,163 @@ pub struct TestFile {
     pub consul: Option<ConsulSection>,
     /// A fixed fault schedule (`[[faults]]` tables): with it the schedule is `replay`.
     pub faults: Option<Vec<PlannedFault>>,
+    /// A rolling upgrade during the test (`[upgrade]`).
+    pub upgrade: Option<UpgradeSection>,
+}
+
+/// `[upgrade]`: a rolling upgrade run alongside the faults (see `faultline_nemesis::upgrade`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeSection {
+    /// The binary the cluster starts on [default: the target's own binary].
+    pub from: Option<PathBuf>,
+    /// The binary to upgrade to, or a list for a multi-step path (one pass each).
+    pub to: Option<Binaries>,
+    /// Extra arguments for nodes running a `to` binary (flags only the new version knows).
+    pub to_args: Option<Vec<String>>,
+    /// followers-first, leader-first or random [default: followers-first].
+    pub order: Option<String>,
+    /// After the upgrade, move every node back to `from` [default: false].
+    pub downgrade: Option<bool>,
+    /// Seconds each pass holds the cluster mixed once half its nodes moved [default: 0].
+    pub stall: Option<f64>,
+    /// Seconds after the start of the test before the first step [default: 5].
+    pub start: Option<f64>,
+    /// Seconds between a node rejoining and the next step [default: 2].
+    pub gap: Option<f64>,
+    /// Seconds between the end of one pass and the next (the downgrade) [default: 10].
+    pub pass_gap: Option<f64>,
+    /// Seconds a restarted node may take to rejoin before that is a finding [default: 60].
+    pub rejoin_timeout: Option<f64>,
+}
+
+/// One binary, or several in order.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Binaries {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl Binaries {
+    pub fn to_vec(&self) -> Vec<PathBuf> {
+        match self {
+            Binaries::One(p) => vec![p.clone()],
+            Binaries::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A rolling upgrade, resolved (binaries are checked to exist; their versions are asked when
+/// the test starts).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpgradeConfig {
+    /// `None`: the target's own binary.
+    pub from: Option<PathBuf>,
+    pub to: Vec<PathBuf>,
+    pub to_args: Vec<String>,
+    pub order: UpgradeOrder,
+    pub downgrade: bool,
+    pub stall: Duration,
+    pub start: Duration,
+    pub gap: Duration,
+    pub pass_gap: Duration,
+    pub rejoin_timeout: Duration,
+}
+
+impl UpgradeSection {
+    fn merged(self, over: UpgradeSection) -> UpgradeSection {
+        UpgradeSection {
+            from: over.from.or(self.from),
+            to: over.to.or(self.to),
+            to_args: over.to_args.or(self.to_args),
+            order: over.order.or(self.order),
+            downgrade: over.downgrade.or(self.downgrade),
+            stall: over.stall.or(self.stall),
+            start: over.start.or(self.start),
+            gap: over.gap.or(self.gap),
+            pass_gap: over.pass_gap.or(self.pass_gap),
+            rejoin_timeout: over.rejoin_timeout.or(self.rejoin_timeout),
+        }
+    }
+
+    fn resolve(self, time_limit: Duration) -> Result<UpgradeConfig, String> {
+        let to = self.to.map(|t| t.to_vec()).unwrap_or_default();
+        if to.is_empty() {
+            return Err("upgrade.to (--upgrade-to): give the binary to upgrade to".to_string());
+        }
+        let binaries = self.from.iter().map(|p| ("upgrade.from", p));
+        for (key, path) in binaries.chain(to.iter().map(|p| ("upgrade.to", p))) {
+            check_executable(key, path)?;
+        }
+        let secs = |key: &str, v: Option<f64>, default: f64, min: f64| {
+            let s = v.unwrap_or(default);
+            if !s.is_finite() || s < min || s > MAX_SECONDS {
+                return Err(format!(
+                    "upgrade.{key}: must be a number of seconds, at least {min} and at most \
+                     {MAX_SECONDS}, got {s}"
+                ));
+            }
+            Ok(Duration::from_secs_f64(s))
+        };
+        let start = secs("start", self.start, 5.0, 0.0)?;
+        if start >= time_limit {
+            return Err(format!(
+                "upgrade.start: {} s is not within the test's time limit ({} s)",
+                start.as_secs_f64(),
+                time_limit.as_secs_f64()
+            ));
+        }
+        Ok(UpgradeConfig {
+            from: self.from,
+            to,
+            to_args: self.to_args.unwrap_or_default(),
+            order: match self.order {
+                None => UpgradeOrder::default(),
+                Some(o) => o.parse().map_err(|e| format!("upgrade.order: {e}"))?,
+            },
+            downgrade: self.downgrade.unwrap_or(false),
+            stall: secs("stall", self.stall, 0.0, 0.0)?,
+            start,
+            gap: secs("gap", self.gap, 2.0, 0.0)?,
+            pass_gap: secs("pass_gap", self.pass_gap, 10.0, 0.0)?,
+            rejoin_timeout: secs("rejoin_timeout", self.rejoin_timeout, 60.0, 1.0)?,
+        })
+    }
+}
+
+impl UpgradeConfig {
+    fn to_section(&self) -> UpgradeSection {
+        UpgradeSection {
+            from: self.from.clone(),
+            to: Some(match self.to.as_slice() {
+                [one] => Binaries::One(one.clone()),
+                many => Binaries::Many(many.to_vec()),
+            }),
+            to_args: (!self.to_args.is_empty()).then(|| self.to_args.clone()),
+            order: Some(self.order.to_string()),
+            downgrade: Some(self.downgrade),
+            stall: Some(self.stall.as_secs_f64()),
+            start: Some(self.start.as_secs_f64()),
+            gap: Some(self.gap.as_secs_f64()),
+            pass_gap: Some(self.pass_gap.as_secs_f64()),
+            rejoin_timeout: Some(self.rejoin_timeout.as_secs_f64()),
+        }
+    }
+}
+
+/// A binary named in the test definition must be an executable file.
+fn check_executable(key: &str, path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(m) if m.is_file() => Err(format!(
+            "{key}: {} is not executable (chmod +x it)",
+            path.display()
+        )),
+        Ok(_) => Err(format!("{key}: {} is not a file", path.display())),
+        Err(e) => Err(format!("{key}: {}: {e}", path.display())),
+    }
 }
 
 /// `[etcd]`: options of the etcd target.
@@ -166,6 +324,8 @@ pub struct TestConfig {
     pub replay: Vec<PlannedFault>,
     pub replay_aim: ReplayAim,
     pub replay_of: Option<String>,
+    /// A rolling upgrade during the test.
+    pub upgrade: Option<UpgradeConfig>,
 }
 
 pub const DEFAULT_NODES: usize = 5;
@@ -242,6 +402,10 @@ impl TestFile {
             }),
             (a, b) => b.or(a),
         };
+        let upgrade = match (self.upgrade, over.upgrade) {
+            (Some(a), Some(b)) => Some(a.merged(b)),
+            (a, b) => b.or(a),
+        };
         TestFile {
             name: over.name.or(self.name),
             target: over.target.or(self.target),
@@ -276,6 +440,7 @@ impl TestFile {
             etcd,
             consul,
             faults: over.faults.or(self.faults),
+            upgrade,
         }
     }
 
@@ -506,6 +671,15 @@ impl TestFile {
                     if name == "none" {
                         continue;
                     }
+                    if name == "upgrade" {
+                        if self.upgrade.as_ref().is_none_or(|u| u.to.is_none()) {
+                            return Err("nemesis: upgrade needs the binaries to upgrade \
+                                        between (--upgrade-to BIN and optionally \
+                                        --upgrade-from BIN, or an [upgrade] table)"
+                                .to_string());
+                        }
+                        continue;
+                    }
                     let fault: FaultKind = name
                         .parse()
                         .map_err(|e| format!("nemesis: {e} (or none)"))?;
@@ -729,6 +903,10 @@ impl TestFile {
             replay,
             replay_aim,
             replay_of: self.replay_of,
+            upgrade: match self.upgrade {
+                Some(u) => Some(u.resolve(time_limit)?),
+                None => None,
+            },
         })
     }
 }
@@ -746,10 +924,15 @@ impl TestConfig {
             rate: Some(self.rate),
             time_limit: Some(self.time_limit.as_secs_f64()),
             op_timeout: Some(self.op_timeout.as_secs_f64()),
-            nemesis: Some(if self.nemesis.is_empty() {
-                vec!["none".to_string()]
-            } else {
-                self.nemesis.iter().map(|f| f.to_string()).collect()
+            nemesis: Some({
+                let mut list: Vec<String> = self.nemesis.iter().map(|f| f.to_string()).collect();
+                if self.upgrade.is_some() {
+                    list.push("upgrade".to_string());
+                }
+                if list.is_empty() {
+                    list.push("none".to_string());
+                }
+                list
             }),
             // The profile's values are all written out below.
             profile: None,
@@ -783,6 +966,7 @@ impl TestConfig {
                 .then(|| self.replay_aim.name().to_string()),
             replay_of: self.replay_of.clone(),
             faults: (self.schedule == ScheduleKind::Replay).then(|| self.replay.clone()),
+            upgrade: self.upgrade.as_ref().map(UpgradeConfig::to_section),
         }
     }
 
@@ -958,6 +1142,90 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(etcd.op_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_upgrade_table_resolves_round_trips_and_names_bad_keys() {
+        let exe = std::env::current_exe().unwrap();
+        let exe = exe.display();
+        let text = format!(
+            "nodes = 3\nnemesis = [\"kill\", \"upgrade\"]\n[upgrade]\nfrom = \"{exe}\"\n\
+             to = [\"{exe}\", \"{exe}\"]\norder = \"leader-first\"\ndowngrade = true\n\
+             stall = 4\nto_args = [\"--bug\", \"x\"]\n"
+        );
+        let c = toml::from_str::<TestFile>(&text)
+            .unwrap()
+            .resolve()
+            .unwrap();
+        let u = c.upgrade.clone().unwrap();
+        assert_eq!(c.nemesis, vec![FaultKind::Kill]);
+        assert_eq!(u.to.len(), 2);
+        assert_eq!(u.order, UpgradeOrder::LeaderFirst);
+        assert!(u.downgrade);
+        assert_eq!(u.stall, Duration::from_secs(4));
+        assert_eq!(u.to_args, vec!["--bug", "x"]);
+        assert_eq!(
+            (u.start, u.gap),
+            (Duration::from_secs(5), Duration::from_secs(2))
+        );
+        // test.toml keeps it, and says "upgrade" among the nemeses.
+        let written = c.to_toml();
+        assert!(written.contains("\"upgrade\""), "{written}");
+        let again = toml::from_str::<TestFile>(&written)
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(again.upgrade, c.upgrade);
+        assert_eq!(again.to_toml(), written);
+        // The upgrade nemesis without binaries, a missing binary, a bad order, a start past
+        // the end of the test: each names its key.
+        let e = TestFile {
+            nemesis: Some(vec!["upgrade".into()]),
+            ..TestFile::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(
+            e.starts_with("nemesis: upgrade needs") && e.contains("--upgrade-to"),
+            "{e}"
+        );
+        let with = |u: UpgradeSection| TestFile {
+            upgrade: Some(u),
+            ..TestFile::default()
+        };
+        let to = Some(Binaries::One(std::env::current_exe().unwrap()));
+        let e = with(UpgradeSection {
+            to: Some(Binaries::One("/no/such/etcd".into())),
+            ..UpgradeSection::default()
+        })
+        .resolve()
+        .unwrap_err();
+        assert!(e.starts_with("upgrade.to: /no/such/etcd"), "{e}");
+        let e = with(UpgradeSection {
+            to: to.clone(),
+            order: Some("oldest-first".into()),
+            ..UpgradeSection::default()
+        })
+        .resolve()
+        .unwrap_err();
+        assert!(
+            e.starts_with("upgrade.order:") && e.contains("leader-first"),
+            "{e}"
+        );
+        let e = with(UpgradeSection {
+            to: to.clone(),
+            start: Some(90.0),
+            ..UpgradeSection::default()
+        })
+        .resolve()
+        .unwrap_err();
+        assert!(e.starts_with("upgrade.start:"), "{e}");
+        let e = with(UpgradeSection::default()).resolve().unwrap_err();
+        assert!(e.starts_with("upgrade.to"), "{e}");
+        let e = toml::from_str::<TestFile>("[upgrade]\ntoo = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too"), "{e}");
     }
 
     #[test]

@@ -41,7 +41,8 @@ Examples:
   faultline test
   faultline test --nodes 3 --nemesis kill,pause --time-limit 20
   faultline test --nemesis partition --partitions isolate-leader,halves --raft-bug stale-read
-  faultline test --raft-bug ack-before-commit --nemesis kill --nemesis-targets leader")]
+  faultline test --raft-bug ack-before-commit --nemesis kill --nemesis-targets leader
+  faultline test --target etcd --nodes 3 --upgrade-to /opt/etcd-3.5/etcd --upgrade-downgrade")]
 pub struct TestArgs {
     /// A TOML test definition: keys as the long flags with '_' for '-', and a [raft] section
     /// with `bugs`, `read_mode` and `binary` (the faultline build whose nodes to test).
@@ -86,8 +87,8 @@ pub struct TestArgs {
     /// for raft, 1 for etcd and custom targets, 2 for consul].
     #[arg(long, value_name = "SECONDS")]
     pub op_timeout: Option<f64>,
-    /// Faults, comma-separated: kill, pause, lose-unfsynced, partition, clock, latency, loss, or
-    /// none
+    /// Faults, comma-separated: kill, pause, lose-unfsynced, partition, clock, latency, loss,
+    /// upgrade (with --upgrade-to; giving that is enough), or none
     /// [default: partition,pause,kill,clock; clock only if libfaketime is installed].
     #[arg(long, value_delimiter = ',')]
     pub nemesis: Option<Vec<String>>,
@@ -173,6 +174,32 @@ pub struct TestArgs {
     /// [default: leader].
     #[arg(long, value_name = "HOW")]
     pub replay_aim: Option<String>,
+    /// Rolling upgrade: the binary the cluster starts on [default: the target's binary:
+    /// --etcd-bin, etcd on PATH, this faultline; a custom target's {binary}].
+    #[arg(long, value_name = "BIN")]
+    pub upgrade_from: Option<PathBuf>,
+    /// Rolling upgrade: the binary to move every node to, one at a time, during the test
+    /// (repeat, or separate by commas, for a multi-step path). Turns the upgrade nemesis on.
+    #[arg(long, value_name = "BIN", value_delimiter = ',')]
+    pub upgrade_to: Vec<PathBuf>,
+    /// Rolling upgrade: an extra argument for nodes running a --upgrade-to binary (repeat for
+    /// several).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub upgrade_arg: Vec<String>,
+    /// Rolling upgrade: followers-first (the leader last), leader-first or random; the rest
+    /// of the order is drawn from the seed [default: followers-first].
+    #[arg(long, value_name = "ORDER")]
+    pub upgrade_order: Option<String>,
+    /// Rolling upgrade: after it completes, move every node back to --upgrade-from.
+    #[arg(long)]
+    pub upgrade_downgrade: bool,
+    /// Rolling upgrade: hold the cluster mixed this many seconds once half the nodes (rounded
+    /// up) moved [default: 0].
+    #[arg(long, value_name = "SECONDS")]
+    pub upgrade_stall: Option<f64>,
+    /// Rolling upgrade: seconds after the start before the first node is replaced [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub upgrade_start: Option<f64>,
     /// Do not write operations to the history (only for measuring the recorder's own cost).
     #[arg(long, hide = true)]
     pub no_record: bool,
@@ -228,7 +255,30 @@ impl TestArgs {
                 binary: Some(b.clone()),
             }),
             faults: None,
+            upgrade: self.upgrade_section(),
         }
+    }
+
+    /// The `[upgrade]` keys the flags give, if any.
+    fn upgrade_section(&self) -> Option<config::UpgradeSection> {
+        let given = self.upgrade_from.is_some()
+            || !self.upgrade_to.is_empty()
+            || !self.upgrade_arg.is_empty()
+            || self.upgrade_order.is_some()
+            || self.upgrade_downgrade
+            || self.upgrade_stall.is_some()
+            || self.upgrade_start.is_some();
+        given.then(|| config::UpgradeSection {
+            from: self.upgrade_from.clone(),
+            to: (!self.upgrade_to.is_empty())
+                .then(|| config::Binaries::Many(self.upgrade_to.clone())),
+            to_args: (!self.upgrade_arg.is_empty()).then(|| self.upgrade_arg.clone()),
+            order: self.upgrade_order.clone(),
+            downgrade: self.upgrade_downgrade.then_some(true),
+            stall: self.upgrade_stall,
+            start: self.upgrade_start,
+            ..config::UpgradeSection::default()
+        })
     }
 }
 

@@ -207,6 +207,8 @@ pub async fn run(
         true => Some(clock::library()?),
         false => None,
     };
+    // The rolling upgrade's path: each binary with the version it says it is.
+    let path = upgrade_path(&target, &config)?;
     let mut launches = Vec::new();
     let mut clock_files = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
@@ -222,21 +224,41 @@ pub async fn run(
                 (other.id, addr)
             })
             .collect();
-        let mut launch = target.launch(spec, &specs, &peers, &run_id);
-        launch.netns = network.as_ref().map(|n| n.0.netns_path(i));
-        if let Some(lib) = &clock_lib {
-            let control = run_dir
-                .join("nodes")
-                .join(format!("{}.faketime", spec.name));
-            std::fs::create_dir_all(run_dir.join("nodes"))
-                .map_err(|e| format!("cannot create {}: {e}", run_dir.join("nodes").display()))?;
-            clock::write_offset(&control, 0.0)?;
-            launch.env.extend(clock::environment(lib, &control));
-            clock_files.push(Some(control));
-        } else {
-            clock_files.push(None);
+        let control = match &clock_lib {
+            Some(_) => {
+                let control = run_dir
+                    .join("nodes")
+                    .join(format!("{}.faketime", spec.name));
+                std::fs::create_dir_all(run_dir.join("nodes")).map_err(|e| {
+                    format!("cannot create {}: {e}", run_dir.join("nodes").display())
+                })?;
+                clock::write_offset(&control, 0.0)?;
+                Some(control)
+            }
+            None => None,
+        };
+        // One launch per version of the path (the first is the target's own binary).
+        let mut per_version = Vec::new();
+        for (v, step) in path.iter().enumerate() {
+            let mut launch = match v {
+                0 => target.launch(spec, &specs, &peers, &run_id),
+                _ => target.launch_on(
+                    Some(&step.binary),
+                    &step.args,
+                    spec,
+                    &specs,
+                    &peers,
+                    &run_id,
+                ),
+            };
+            launch.netns = network.as_ref().map(|n| n.0.netns_path(i));
+            if let (Some(lib), Some(control)) = (&clock_lib, &control) {
+                launch.env.extend(clock::environment(lib, control));
+            }
+            per_version.push(launch);
         }
-        launches.push(launch);
+        clock_files.push(control);
+        launches.push(per_version);
     }
     let net = super::cluster::Net {
         network: network.as_ref().map(|n| n.0.clone()),
@@ -250,8 +272,14 @@ pub async fn run(
         leader_path: target.leader_path().map(str::to_string),
         status_path: target.status_path().map(str::to_string),
         stop: target.stop(),
+        readiness: target.readiness(),
+        reports_roles: target.reports_roles(),
     };
-    let cluster = Arc::new(Cluster::new(specs, launches, net, info)?);
+    let versions: Vec<String> = path.iter().map(|p| p.version.clone()).collect();
+    if versions.len() > 1 {
+        eprintln!("  upgrade: {}", versions.join(" -> "));
+    }
+    let cluster = Arc::new(Cluster::new(specs, launches, versions, net, info)?);
     let outcome = drive(
         &config,
         &run_dir,
@@ -278,8 +306,59 @@ pub async fn run(
     drop(network);
     let mut summary = outcome?;
     summary.target = target.name();
-    summary.target_version = target.version();
+    summary.target_version = match path.len() {
+        1 => target.version(),
+        _ => path.first().map(|p| p.version.clone()),
+    };
     results::finish(&config, &run_dir, &cluster, summary, write_report).await
+}
+
+/// One version of a rolling upgrade's path.
+struct PathStep {
+    binary: std::path::PathBuf,
+    version: String,
+    /// Extra arguments for nodes on this version.
+    args: Vec<String>,
+}
+
+/// The versions nodes can run: the target's own binary first, then the upgrade's `to`
+/// binaries, each with the version it reports (a binary that cannot say is an error here,
+/// before anything starts). Without an upgrade, just the first.
+fn upgrade_path(target: &Target, config: &TestConfig) -> Result<Vec<PathStep>, String> {
+    let Some(upgrade) = &config.upgrade else {
+        return Ok(vec![PathStep {
+            binary: target.binary().unwrap_or_default(),
+            version: String::new(),
+            args: Vec::new(),
+        }]);
+    };
+    let from = target
+        .binary()
+        .ok_or_else(|| "upgrade.from: the binary the nodes start on is unknown".to_string())?;
+    let mut path = Vec::new();
+    for (i, binary) in std::iter::once(&from).chain(&upgrade.to).enumerate() {
+        let key = if i == 0 { "upgrade.from" } else { "upgrade.to" };
+        let mut version = target.version_of(binary).map_err(|e| {
+            format!(
+                "{key}: cannot tell the version of {}: {e}",
+                binary.display()
+            )
+        })?;
+        // Two binaries of one version (a rebuild) still need names told apart.
+        if path.iter().any(|p: &PathStep| p.version == version) {
+            version = format!("{version} ({})", binary.display());
+        }
+        path.push(PathStep {
+            binary: binary.clone(),
+            version,
+            args: if i == 0 {
+                Vec::new()
+            } else {
+                upgrade.to_args.clone()
+            },
+        });
+    }
+    Ok(path)
 }
 
 /// Deletes a run's network namespaces when dropped, however the run ends.
@@ -364,6 +443,10 @@ async fn drive(
             let c = sampled.clone();
             async move { c.role(&n).await }
         },
+        {
+            let c = cluster.clone();
+            move |node: &str| c.version_of(node)
+        },
     );
     let (recorder, writer) = Recorder::create(&history_path, start, record)?;
     let mut seeds = Rng::seed_from_u64(config.seed);
@@ -412,6 +495,32 @@ async fn drive(
             faultline_nemesis::run(cluster.as_ref(), &nemesis_config, start, &record, stop).await
         })
     };
+    // The rolling upgrade, alongside the faults.
+    let upgrade = config.upgrade.as_ref().map(|u| {
+        let plan = faultline_nemesis::upgrade::UpgradePlan {
+            versions: cluster.versions.clone(),
+            order: u.order,
+            downgrade: u.downgrade,
+            stall: u.stall,
+            start_after: u.start,
+            gap: u.gap,
+            pass_gap: u.pass_gap,
+            rejoin_timeout: u.rejoin_timeout,
+            seed: seeds.random(),
+        };
+        let cluster = cluster.clone();
+        let recorder = recorder.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let record = move |f: &str, v: Value| {
+                if f == "upgraded" {
+                    say_upgrade_step(&v);
+                }
+                recorder.nemesis(f, v)
+            };
+            faultline_nemesis::upgrade::run(cluster.as_ref(), &plan, start, &record, stop).await
+        })
+    });
     let progress = tokio::spawn(progress(
         recorder.clone(),
         cluster.clone(),
@@ -435,6 +544,20 @@ async fn drive(
         }
     }
     let faults = nemesis.await.unwrap_or_default();
+    let upgrade = match upgrade {
+        Some(task) => task.await.ok(),
+        None => None,
+    };
+    if let Some(u) = &upgrade {
+        if !u.complete && u.failure().is_none() {
+            eprintln!(
+                "  warning: the upgrade did not complete: {} of {} steps were not taken before \
+                 the time limit (raise --time-limit, or lower upgrade.gap / --upgrade-stall)",
+                u.steps_left,
+                u.steps_left + u.steps.len()
+            );
+        }
+    }
     let _ = progress.await;
     let clients_done = start.elapsed();
     tracing::info!(faults = faults.len(), "clients stopped, faults healed");
@@ -505,7 +628,33 @@ async fn drive(
         history: history_path,
         recorded: record,
         not_recovered,
+        upgrade,
     })
+}
+
+/// One line on the terminal per upgrade step, as it ends.
+fn say_upgrade_step(v: &Value) {
+    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+    let how = match v.get("outcome").and_then(Value::as_str) {
+        Some("rejoined") => format!(
+            "rejoined in {:.1} s",
+            v.get("rejoin_ms").and_then(Value::as_f64).unwrap_or(0.0) / 1e3
+        ),
+        Some("refused") => format!("exited ({})", text("exit_status")),
+        Some(other) => other.to_string(),
+        None => "?".to_string(),
+    };
+    let line = format!(
+        "upgrade: {} now on {}: {how}",
+        text("node"),
+        text("to_version")
+    );
+    let line = faultline_targets::sanitize(&line, 300);
+    if std::io::stderr().is_terminal() {
+        eprintln!("\r  {line}\x1b[K");
+    } else {
+        eprintln!("  {line}");
+    }
 }
 
 /// One client worker: one logical process at a time, one operation in flight. Returns the

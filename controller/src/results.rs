@@ -13,6 +13,7 @@ use faultline_checker::text::for_terminal;
 use faultline_checker::{
     check_history, CheckOptions, Event, EventType, History, Outcome, Process, Report, Verdict,
 };
+use faultline_nemesis::upgrade::UpgradeReport;
 use faultline_nemesis::FaultRecord;
 use faultline_workloads::Checker;
 use serde_json::{json, Value};
@@ -42,6 +43,8 @@ pub struct RunSummary {
     pub recorded: bool,
     /// Why the final reads were skipped for lack of a working cluster, if they were.
     pub not_recovered: Option<String>,
+    /// What the rolling upgrade did, if there was one.
+    pub upgrade: Option<faultline_nemesis::upgrade::UpgradeReport>,
 }
 
 /// The replicas' fingerprints as the report's table shows them: one row per member with its
@@ -301,6 +304,32 @@ pub async fn finish(
         "verdict": health.verdict,
         "explanation": health.explanation,
     }));
+    // The rolling upgrade: a step that failed (a refused start, a node that never rejoined)
+    // is a finding of its own, with its own JUnit case.
+    let upgrade_json = summary
+        .upgrade
+        .as_ref()
+        .map(|u| upgrade_results(u, &op_times, clients_end_ns));
+    let upgrade_finding = summary
+        .upgrade
+        .as_ref()
+        .and_then(|u| u.failure())
+        .and_then(|s| s.finding());
+    if let Some(u) = &summary.upgrade {
+        let (verdict, explanation) = match (&upgrade_finding, u.complete) {
+            (Some(f), _) => ("invalid", vec![f.clone()]),
+            (None, true) => ("valid", vec![upgrade_line(u)]),
+            (None, false) => (
+                "skipped",
+                vec![format!(
+                    "the upgrade did not complete: {} of {} steps taken before the test ended",
+                    u.steps.len(),
+                    u.steps.len() + u.steps_left
+                )],
+            ),
+        };
+        checks.push(json!({"name": "upgrade", "verdict": verdict, "explanation": explanation}));
+    }
     if let Some(slow) = &slow {
         checks.push(json!({
             "name": "availability",
@@ -334,6 +363,9 @@ pub async fn finish(
     if let Some(slow) = &slow {
         first.extend(slow.iter().map(|(_, e)| format!("availability: {e}")));
     }
+    if let Some(f) = &upgrade_finding {
+        first.push(format!("upgrade: {f}"));
+    }
     if !first.is_empty() {
         checked.verdict = Verdict::Invalid;
         first.append(&mut checked.sentences);
@@ -364,6 +396,14 @@ pub async fn finish(
     };
     let first_violation_s = first_violation(&history, &checked, &election, found, clients_end_ns)
         .map(|ns| ns as f64 / 1e9);
+    // During a rolling upgrade, which versions were running when things first went wrong.
+    if let (Some(u), Some(at), Verdict::Invalid) =
+        (&summary.upgrade, first_violation_s, checked.verdict)
+    {
+        if let Some(sentence) = versions_at(u, &names, at * 1e3) {
+            checked.sentences.push(sentence);
+        }
+    }
     let efficacy_json = {
         let mut v = json!(efficacy_summary);
         v["line"] = json!(efficacy_summary.line());
@@ -395,6 +435,7 @@ pub async fn finish(
         "health": health,
         "convergence": summary.convergence,
         "fingerprints": fingerprint_rows(&summary),
+        "upgrade": upgrade_json,
         "unexpected_exits": cluster.crashes().iter().map(|(n, how)| json!({"node": n, "status": how})).collect::<Vec<_>>(),
         "nodes": cluster.nodes,
         "config": config.to_file(),
@@ -427,6 +468,116 @@ pub async fn finish(
     }
     eprintln!("  results: {}", run_dir.display());
     Ok(checked.verdict)
+}
+
+/// `3.4.23 -> 3.5.1 -> 3.4.23: 6 steps, every node rejoined (slowest 1.8 s)`.
+fn upgrade_line(u: &UpgradeReport) -> String {
+    let slowest = u
+        .steps
+        .iter()
+        .filter_map(|s| s.rejoin_ms)
+        .fold(0.0f64, f64::max);
+    format!(
+        "{}: {} steps, every node rejoined (slowest in {:.1} s)",
+        u.path.join(" -> "),
+        u.steps.len(),
+        slowest / 1e3
+    )
+}
+
+/// Which version each node ran at `at_ms`, as a sentence about the first violation:
+/// before the upgrade, with the cluster mixed (who ran what), or after it.
+fn versions_at(u: &UpgradeReport, names: &[String], at_ms: f64) -> Option<String> {
+    let first = u.path.first()?;
+    let mut running: BTreeMap<&str, &str> =
+        names.iter().map(|n| (n.as_str(), first.as_str())).collect();
+    for s in &u.steps {
+        if s.restarted_ms.is_some_and(|t| t <= at_ms) {
+            running.insert(&s.node, &s.to_version);
+        }
+        // A failed step put the node back on its previous version when it ended.
+        if !s.succeeded() && s.end_ms <= at_ms {
+            running.insert(&s.node, &s.from_version);
+        }
+    }
+    let mut by_version: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (node, version) in &running {
+        by_version.entry(version).or_default().push(node);
+    }
+    let at = format!("the first violation (at {:.1} s)", at_ms / 1e3);
+    let started = u.steps.first().is_some_and(|s| s.start_ms <= at_ms);
+    Some(match by_version.len() {
+        1 if !started => format!("upgrade: {at} came before the upgrade began"),
+        1 => format!(
+            "upgrade: {at} came with every node on {}",
+            by_version.keys().next().copied().unwrap_or_default()
+        ),
+        _ => format!(
+            "upgrade: {at} came while the cluster was mixed: {}",
+            by_version
+                .iter()
+                .map(|(v, nodes)| format!("{} on {v}", nodes.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    })
+}
+
+/// After each step: how long writes stopped succeeding around it.
+const AVAILABILITY_AFTER_MS: f64 = 5_000.0;
+
+/// results.json `upgrade`: the report, and for each step how writes fared from its start to
+/// 5 s after its end: the longest stretch without a successful write that overlaps that
+/// window, and how many writes failed or timed out in it.
+fn upgrade_results(u: &UpgradeReport, ops: &[efficacy::OpTimes], clients_end_ns: u64) -> Value {
+    let mut ok_writes: Vec<u64> = ops
+        .iter()
+        .filter(|o| o.ok && !o.is_read)
+        .filter_map(|o| o.complete_ns)
+        .collect();
+    ok_writes.sort_unstable();
+    let steps: Vec<Value> = u
+        .steps
+        .iter()
+        .map(|s| {
+            let from = (s.start_ms * 1e6) as u64;
+            let to = (((s.end_ms + AVAILABILITY_AFTER_MS) * 1e6) as u64).min(clients_end_ns);
+            // Stretches between consecutive successful writes, and from the window's edges.
+            let mut marks: Vec<u64> = vec![from.min(to)];
+            marks.extend(ok_writes.iter().copied().filter(|t| *t > from && *t < to));
+            marks.push(to);
+            let before = ok_writes.iter().rev().find(|t| **t <= from).copied();
+            if let Some(b) = before {
+                marks[0] = b;
+            }
+            let longest = marks
+                .windows(2)
+                .map(|w| w[1].saturating_sub(w[0]))
+                .max()
+                .unwrap_or(0);
+            let in_window = |o: &&efficacy::OpTimes| {
+                !o.is_read && o.invoke_ns >= from && o.invoke_ns < to && !o.ok && !o.mismatch
+            };
+            let failed = ops.iter().filter(in_window).filter(|o| o.failed).count();
+            let unknown = ops.iter().filter(in_window).filter(|o| !o.failed).count();
+            let mut v = json!(s);
+            v["writes"] = json!({
+                "window_ms": [s.start_ms, to as f64 / 1e6],
+                "longest_without_ok_write_ms": (longest as f64 / 1e6).round(),
+                "failed": failed,
+                "indeterminate": unknown,
+            });
+            v
+        })
+        .collect();
+    json!({
+        "path": u.path,
+        "order": u.order,
+        "complete": u.complete,
+        "steps_left": u.steps_left,
+        "steps": steps,
+        "line": if u.complete { Some(upgrade_line(u)) } else { None },
+    })
 }
 
 struct Checked {

@@ -12,7 +12,8 @@
 //! `time` is nanoseconds since the test started (when the sample was asked for), `leader` the
 //! node this node believes leads, `role` `null` when the node did not answer within the
 //! sample's timeout (killed, paused or cut off), and `"consistent": false` marks a report whose
-//! role and term were read separately (see [`RoleReport::consistent`]).
+//! role and term were read separately (see [`RoleReport::consistent`]). During a rolling
+//! upgrade each line also has the `version` the node runs (its binary's, not what it says).
 //!
 //! # Rate
 //! Every node is asked every [`INTERVAL`] (50 ms). The point is to see every leadership, even
@@ -64,16 +65,18 @@ impl StatusSampler {
     /// Starts sampling each of `nodes` into `observed` and `path` (created, or appended to),
     /// with times measured from `start`: the instant the history's times count from. `fetch`
     /// asks one node for its role (`Client::role`), `None` when it does not answer.
-    pub fn start<F, Fut>(
+    pub fn start<F, Fut, V>(
         nodes: Vec<NodeSpec>,
         start: Instant,
         path: PathBuf,
         observed: Arc<Observed>,
         fetch: F,
+        version_of: V,
     ) -> StatusSampler
     where
         F: Fn(NodeSpec) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Option<RoleReport>> + Send + 'static,
+        V: Fn(&str) -> Option<String> + Clone + Send + Sync + 'static,
     {
         let (stop, stopped) = watch::channel(false);
         let file = path
@@ -97,6 +100,7 @@ impl StatusSampler {
             .map(|node| {
                 tokio::spawn(sample_node(
                     fetch.clone(),
+                    version_of.clone(),
                     node,
                     start,
                     file.clone(),
@@ -121,8 +125,9 @@ impl StatusSampler {
     }
 }
 
-async fn sample_node<F, Fut>(
+async fn sample_node<F, Fut, V>(
     fetch: F,
+    version_of: V,
     node: NodeSpec,
     start: Instant,
     mut file: Option<Arc<Mutex<std::fs::File>>>,
@@ -131,10 +136,11 @@ async fn sample_node<F, Fut>(
 ) where
     F: Fn(NodeSpec) -> Fut,
     Fut: Future<Output = Option<RoleReport>>,
+    V: Fn(&str) -> Option<String>,
 {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut last_written: Option<(Option<RoleReport>, Duration)> = None;
+    let mut last_written: Option<(Option<RoleReport>, Option<String>, Duration)> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -149,10 +155,12 @@ async fn sample_node<F, Fut>(
             .ok()
             .flatten();
         observed.update(&node.name, asked, report.clone());
+        let version = version_of(&node.name);
         let due = match &last_written {
             None => true,
-            Some((last, at)) => {
+            Some((last, last_version, at)) => {
                 *last != report
+                    || *last_version != version
                     || report.as_ref().is_some_and(RoleReport::is_leader)
                     || asked.saturating_sub(*at) >= KEEPALIVE
             }
@@ -161,7 +169,7 @@ async fn sample_node<F, Fut>(
             continue;
         }
         let Some(f) = &file else { continue };
-        let line = sample_line(asked, &node.name, report.as_ref());
+        let line = sample_line(asked, &node.name, report.as_ref(), version.as_deref());
         // One write per line on an append-only file: lines from different nodes never mix.
         let written = f
             .lock()
@@ -171,12 +179,17 @@ async fn sample_node<F, Fut>(
             tracing::warn!(node = node.name, "status samples no longer written: {e}");
             file = None;
         }
-        last_written = Some((report, asked));
+        last_written = Some((report, version, asked));
     }
 }
 
 /// One line of `status.jsonl` (with its newline).
-fn sample_line(asked: Duration, node: &str, report: Option<&RoleReport>) -> String {
+fn sample_line(
+    asked: Duration,
+    node: &str,
+    report: Option<&RoleReport>,
+    version: Option<&str>,
+) -> String {
     let mut line = json!({
         "time": asked.as_nanos().min(u128::from(u64::MAX)) as u64,
         "node": node,
@@ -186,6 +199,9 @@ fn sample_line(asked: Duration, node: &str, report: Option<&RoleReport>) -> Stri
     });
     if report.is_some_and(|r| !r.consistent) {
         line["consistent"] = json!(false);
+    }
+    if let Some(v) = version {
+        line["version"] = json!(v);
     }
     let mut line = line.to_string();
     line.push('\n');
@@ -222,21 +238,31 @@ mod tests {
             leader: Some("n2".into()),
             consistent: true,
         };
-        let line = sample_line(Duration::from_millis(1500), "n1", Some(&answered));
+        let line = sample_line(
+            Duration::from_millis(1500),
+            "n1",
+            Some(&answered),
+            Some("3.5.1"),
+        );
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(
             v,
-            json!({"time": 1_500_000_000u64, "node": "n1", "role": "follower", "term": 4, "leader": "n2"})
+            json!({"time": 1_500_000_000u64, "node": "n1", "role": "follower", "term": 4, "leader": "n2",
+                   "version": "3.5.1"})
         );
         let split = RoleReport {
             consistent: false,
             ..answered
         };
-        let v: Value =
-            serde_json::from_str(&sample_line(Duration::from_millis(1), "n1", Some(&split)))
-                .unwrap();
+        let v: Value = serde_json::from_str(&sample_line(
+            Duration::from_millis(1),
+            "n1",
+            Some(&split),
+            None,
+        ))
+        .unwrap();
         assert_eq!(v["consistent"], false);
-        let lost = sample_line(Duration::from_millis(1750), "n1", None);
+        let lost = sample_line(Duration::from_millis(1750), "n1", None, None);
         let v: Value = serde_json::from_str(&lost).unwrap();
         assert_eq!(
             v,
@@ -281,7 +307,14 @@ mod tests {
                 let client = client.clone();
                 async move { client.role(&n, Some("/status"), TIMEOUT).await }
             };
-            let sampler = StatusSampler::start(nodes, start, path.clone(), observed.clone(), fetch);
+            let sampler = StatusSampler::start(
+                nodes,
+                start,
+                path.clone(),
+                observed.clone(),
+                fetch,
+                |_: &str| None,
+            );
             tokio::time::sleep(Duration::from_secs(3)).await;
             sampler.stop().await;
         });

@@ -26,6 +26,8 @@ pub enum Target {
     Custom {
         custom: Box<Custom>,
         faultline: PathBuf,
+        /// What `{binary}` stands for (a rolling upgrade's starting binary).
+        binary: Option<PathBuf>,
     },
     /// etcd members, from the etcd binary.
     Etcd {
@@ -44,9 +46,18 @@ impl Target {
     pub fn from_config(config: &TestConfig) -> Result<Target, String> {
         let faultline = std::env::current_exe()
             .map_err(|e| format!("cannot find the faultline binary: {e}"))?;
+        // A rolling upgrade starts the cluster on its `from` binary.
+        let from = config.upgrade.as_ref().and_then(|u| u.from.clone());
         match config.target.as_str() {
             "raft" => {
-                let exe = match &config.raft_binary {
+                if from.is_some() && config.raft_binary.is_some() {
+                    return Err(
+                        "upgrade.from and raft.binary both name the binary the nodes \
+                                start on: give one"
+                            .to_string(),
+                    );
+                }
+                let exe = match from.as_ref().or(config.raft_binary.as_ref()) {
                     Some(path) if !path.is_file() => {
                         return Err(format!(
                             "raft.binary: {} does not exist (give the path of a faultline binary)",
@@ -71,7 +82,29 @@ impl Target {
                         .to_string()
                 })?;
                 let custom = Custom::load(path)?;
-                let program = custom.program(&faultline);
+                match (custom.uses_binary(), config.upgrade.is_some(), &from) {
+                    (false, true, _) => {
+                        return Err(format!(
+                            "{}: a rolling upgrade swaps the nodes' binary, so the command (or \
+                             env) must use the {{binary}} placeholder",
+                            custom.source.display()
+                        ))
+                    }
+                    (true, false, _) => {
+                        return Err(format!(
+                            "{}: the command uses {{binary}}, which only a rolling upgrade sets \
+                             (--upgrade-from BIN --upgrade-to BIN)",
+                            custom.source.display()
+                        ))
+                    }
+                    (true, true, None) => {
+                        return Err("upgrade.from (--upgrade-from): a custom target has no \
+                                    binary of its own; give the one the nodes start on"
+                            .to_string())
+                    }
+                    _ => {}
+                }
+                let program = custom.program(&faultline, from.as_deref());
                 check_program(&program, "command[0]", &custom.source)?;
                 if let Some(driver) = custom.driver_command(&faultline) {
                     check_program(Path::new(&driver[0]), "client.program[0]", &custom.source)?;
@@ -79,10 +112,18 @@ impl Target {
                 Ok(Target::Custom {
                     custom: Box::new(custom),
                     faultline,
+                    binary: from,
                 })
             }
             "etcd" => {
-                let binary = etcd::find_binary(config.etcd.binary.as_deref())?;
+                if from.is_some() && config.etcd.binary.is_some() {
+                    return Err(
+                        "upgrade.from and etcd.binary (--etcd-bin) both name the binary \
+                                the members start on: give one"
+                            .to_string(),
+                    );
+                }
+                let binary = etcd::find_binary(from.as_deref().or(config.etcd.binary.as_deref()))?;
                 let version = etcd::version(&binary)?;
                 Ok(Target::Etcd {
                     opts: etcd::EtcdOptions {
@@ -93,7 +134,8 @@ impl Target {
                 })
             }
             "consul" => {
-                let binary = consul::find_binary(config.consul.binary.as_deref())?;
+                let binary =
+                    consul::find_binary(from.as_deref().or(config.consul.binary.as_deref()))?;
                 let version = consul::version(&binary)?;
                 Ok(Target::Consul {
                     opts: consul::ConsulOptions { binary },
@@ -121,7 +163,11 @@ impl Target {
             Target::Etcd { version, .. } | Target::Consul { version, .. } => {
                 return Some(version.clone())
             }
-            Target::Custom { custom, faultline } => custom.version_command(faultline)?,
+            Target::Custom {
+                custom,
+                faultline,
+                binary,
+            } => custom.version_command(faultline, binary.as_deref())?,
         };
         let (program, args) = command.split_first()?;
         let out = std::process::Command::new(program)
@@ -138,7 +184,11 @@ impl Target {
     pub fn node_program(&self) -> PathBuf {
         match self {
             Target::Raft { exe, .. } => exe.clone(),
-            Target::Custom { custom, faultline } => custom.program(faultline),
+            Target::Custom {
+                custom,
+                faultline,
+                binary,
+            } => custom.program(faultline, binary.as_deref()),
             Target::Etcd { opts, .. } => opts.binary.clone(),
             Target::Consul { opts, .. } => opts.binary.clone(),
         }
@@ -180,11 +230,85 @@ impl Target {
         peers: &[(u64, SocketAddr)],
         run_id: &str,
     ) -> Launch {
+        self.launch_on(None, &[], node, cluster, peers, run_id)
+    }
+
+    /// How to launch `node` on `binary` (a rolling upgrade's; `None`: the target's own) with
+    /// `extra` arguments after the target's.
+    pub fn launch_on(
+        &self,
+        binary: Option<&Path>,
+        extra: &[String],
+        node: &NodeSpec,
+        cluster: &[NodeSpec],
+        peers: &[(u64, SocketAddr)],
+        run_id: &str,
+    ) -> Launch {
+        let mut launch = match self {
+            Target::Raft { exe, opts } => {
+                raft::launch(binary.unwrap_or(exe), node, peers, opts, run_id)
+            }
+            Target::Custom {
+                custom,
+                faultline,
+                binary: own,
+            } => custom.launch(node, cluster, faultline, binary.or(own.as_deref()), run_id),
+            Target::Etcd { opts, .. } => {
+                let mut opts = opts.clone();
+                if let Some(b) = binary {
+                    opts.binary = b.to_path_buf();
+                }
+                etcd::launch(&opts, node, cluster, run_id)
+            }
+            Target::Consul { opts, .. } => {
+                let mut opts = opts.clone();
+                if let Some(b) = binary {
+                    opts.binary = b.to_path_buf();
+                }
+                consul::launch(&opts, node, cluster, run_id)
+            }
+        };
+        launch.args.extend(extra.iter().cloned());
+        launch
+    }
+
+    /// The binary the nodes start on.
+    pub fn binary(&self) -> Option<PathBuf> {
         match self {
-            Target::Raft { exe, opts } => raft::launch(exe, node, peers, opts, run_id),
-            Target::Custom { custom, faultline } => custom.launch(node, cluster, faultline, run_id),
-            Target::Etcd { opts, .. } => etcd::launch(opts, node, cluster, run_id),
-            Target::Consul { opts, .. } => consul::launch(opts, node, cluster, run_id),
+            Target::Custom { binary, .. } => binary.clone(),
+            _ => Some(self.node_program()),
+        }
+    }
+
+    /// The version `binary` says it is, as this target's binaries say it: `etcd --version`'s
+    /// version, `faultline --version`'s, a custom target's version command with `{binary}`
+    /// (without one: the binary's file name).
+    pub fn version_of(&self, binary: &Path) -> Result<String, String> {
+        match self {
+            Target::Raft { .. } => {
+                let line = faultline_targets::first_line_of(binary, &["--version"])?;
+                Ok(line
+                    .strip_prefix("faultline ")
+                    .map(str::to_string)
+                    .unwrap_or(line))
+            }
+            Target::Etcd { .. } => etcd::version(binary),
+            Target::Consul { .. } => consul::version(binary),
+            Target::Custom {
+                custom, faultline, ..
+            } => match custom.version_command(faultline, Some(binary)) {
+                Some(command) => {
+                    let (program, args) = command
+                        .split_first()
+                        .ok_or_else(|| "version_command is empty".to_string())?;
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    faultline_targets::first_line_of(Path::new(program), &args)
+                }
+                None => Ok(binary
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| binary.display().to_string())),
+            },
         }
     }
 
@@ -193,7 +317,9 @@ impl Target {
     pub fn client(&self, nodes: Vec<NodeSpec>, log: &Path, run_id: &str) -> Result<Client, String> {
         match self {
             Target::Raft { .. } => Ok(Client::HttpKv(HttpKvClient::new(nodes)?)),
-            Target::Custom { custom, faultline } => match custom.driver_command(faultline) {
+            Target::Custom {
+                custom, faultline, ..
+            } => match custom.driver_command(faultline) {
                 Some(command) => Ok(Client::Exec(ExecClient::start(
                     &command, log, nodes, run_id,
                 )?)),
@@ -250,6 +376,18 @@ impl Target {
             },
             // Their clients know how to ask.
             Target::Etcd { .. } | Target::Consul { .. } => None,
+        }
+    }
+
+    /// Whether every node reports its role and the leader it knows, so "rejoined" can mean
+    /// "knows a leader" (an exec driver may or may not answer status requests: there a node
+    /// has rejoined once it is ready).
+    pub fn reports_roles(&self) -> bool {
+        match self {
+            Target::Raft { .. } | Target::Etcd { .. } | Target::Consul { .. } => true,
+            Target::Custom { custom, .. } => {
+                custom.protocol == Protocol::HttpKv && self.leader_path().is_some()
+            }
         }
     }
 

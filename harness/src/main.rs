@@ -24,7 +24,7 @@ use exit::{exit_code, EXIT_BAD_INPUT, EXIT_VALID};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "faultline", version, about, long_about = None)]
+#[command(name = "faultline", version = faultline_raft::BUILD_VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

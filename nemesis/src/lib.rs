@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod replay;
 pub mod schedule;
 pub mod uniform;
+pub mod upgrade;
 
 pub use inject::FaultRecord;
 pub use net::Grudge;
@@ -292,6 +293,34 @@ pub trait Cluster: Send + Sync {
     /// Delays every message between nodes by `latency` ± `jitter` and drops a fraction `loss`
     /// of them (zeroes restore the network).
     fn degrade(&self, latency: Duration, jitter: Duration, loss: f64) -> Result<(), String>;
+    /// Which version of a rolling upgrade's path (an index into
+    /// [`upgrade::UpgradePlan::versions`]) the node runs now; `None` without an upgrade.
+    fn node_version(&self, _node: &str) -> Option<usize> {
+        None
+    }
+    /// Stops the node (its stop signal, then SIGKILL after the grace period) and starts it
+    /// again on the same data directory with the binary of `version`. Returns once the new
+    /// process is started (see [`Cluster::await_rejoin`]).
+    fn swap_version(
+        &self,
+        _node: &str,
+        _version: usize,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        async { Err("this cluster cannot swap binaries".to_string()) }
+    }
+    /// Waits up to `timeout` until a node just started answers and knows a leader, or its
+    /// process exits.
+    fn await_rejoin(
+        &self,
+        _node: &str,
+        _timeout: Duration,
+    ) -> impl std::future::Future<Output = upgrade::Rejoin> + Send {
+        async {
+            upgrade::Rejoin::TimedOut {
+                log_tail: String::new(),
+            }
+        }
+    }
 }
 
 /// Which schedule decides when faults happen and whom they hit.

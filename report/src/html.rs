@@ -283,6 +283,7 @@ fn summary(out: &mut String, run: &Run, names: &Names) {
     }
     checks_table(out, run);
     fingerprints_table(out, run);
+    upgrade_table(out, run);
     counts_table(out, run);
     out.push_str("</section>");
 }
@@ -401,6 +402,93 @@ fn fingerprints_table(out: &mut String, run: &Run) {
             } else {
                 ""
             }
+        );
+    }
+    out.push_str("</table>");
+}
+
+/// The rolling upgrade (results.json `upgrade`): each step with the versions, how long the
+/// node took to rejoin, and how writes fared around it.
+fn upgrade_table(out: &mut String, run: &Run) {
+    let Some(u) = run.result("/upgrade").filter(|v| v.is_object()) else {
+        return;
+    };
+    let path: Vec<String> = u
+        .get("path")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(|v| value_text(v, 60)).collect())
+        .unwrap_or_default();
+    let complete = u.get("complete").and_then(Value::as_bool).unwrap_or(false);
+    let _ = write!(
+        out,
+        "<h3>Rolling upgrade</h3><p>{} ({} order){}</p>",
+        html(&path.join(" → ")),
+        html(
+            &u.get("order")
+                .map(|v| value_text(v, 30))
+                .unwrap_or_default()
+        ),
+        if complete { "" } else { ": not completed" }
+    );
+    out.push_str(
+        "<table id=\"upgrade\"><tr><th>step</th><th>node</th><th>from</th><th>to</th>\
+         <th>at</th><th>rejoined after</th><th>longest without a successful write</th>\
+         <th>failed / indeterminate writes</th><th>outcome</th></tr>",
+    );
+    let steps = u
+        .get("steps")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for s in &steps {
+        let text = |k: &str, n: usize| s.get(k).map(|v| value_text(v, n)).unwrap_or_default();
+        let secs = |v: Option<&Value>| {
+            v.and_then(Value::as_f64)
+                .map(|ms| format!("{:.1} s", ms / 1e3))
+                .unwrap_or_else(|| "–".to_string())
+        };
+        let outcome = text("outcome", 20);
+        let mut why = outcome.clone();
+        if outcome != "rejoined" {
+            if let Some(st) = s.get("exit_status") {
+                why = format!("{why}: {}", value_text(st, 60));
+            }
+            if let Some(r) = s.get("rolled_back") {
+                why = format!("{why}; {}", value_text(r, 120));
+            }
+        }
+        let writes = s.get("writes");
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{} / {}</td><td><span class=\"badge {}\">{}</span></td></tr>",
+            html(&format!("{} {}", text("id", 10), text("direction", 12))),
+            html(&text("node", 40)),
+            html(&text("from_version", 60)),
+            html(&text("to_version", 60)),
+            html(&secs(s.get("start_ms"))),
+            html(&secs(s.get("rejoin_ms"))),
+            html(&secs(
+                writes.and_then(|w| w.get("longest_without_ok_write_ms"))
+            )),
+            html(
+                &writes
+                    .and_then(|w| w.get("failed"))
+                    .map(|v| value_text(v, 12))
+                    .unwrap_or_default()
+            ),
+            html(
+                &writes
+                    .and_then(|w| w.get("indeterminate"))
+                    .map(|v| value_text(v, 12))
+                    .unwrap_or_default()
+            ),
+            if outcome == "rejoined" {
+                "valid"
+            } else {
+                "invalid"
+            },
+            html(&why)
         );
     }
     out.push_str("</table>");

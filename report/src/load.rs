@@ -92,6 +92,8 @@ pub struct Segment {
     pub role: Option<String>,
     pub term: Option<u64>,
     pub leader: Option<String>,
+    /// The version the node ran (during a rolling upgrade; `None` otherwise).
+    pub version: Option<String>,
 }
 
 /// A node that the samples first show leading a term.
@@ -232,10 +234,13 @@ pub fn load(inputs: &Inputs) -> Result<Run, String> {
         .map(|last| time_of(&history, last, synthetic_time))
         .unwrap_or(0);
 
-    let faults = match results.as_ref().and_then(|r| r.get("faults")) {
+    let mut faults = match results.as_ref().and_then(|r| r.get("faults")) {
         Some(Value::Array(list)) if !list.is_empty() => faults_from_results(list),
         _ => faults_from_history(&history, synthetic_time),
     };
+    if let Some(Value::Array(steps)) = results.as_ref().and_then(|r| r.pointer("/upgrade/steps")) {
+        faults.extend(upgrade_steps(steps));
+    }
     for f in &faults {
         end_ns = end_ns.max(f.end_ns.unwrap_or(f.start_ns));
     }
@@ -429,6 +434,33 @@ fn faults_from_results(list: &[Value]) -> Vec<Fault> {
         .collect()
 }
 
+/// A rolling upgrade's steps (results.json `upgrade.steps`) as windows like the faults':
+/// `upgrade n2` from the step's start to the node rejoining (or failing to).
+fn upgrade_steps(steps: &[Value]) -> Vec<Fault> {
+    let ms_to_ns = |v: Option<&Value>| v.and_then(Value::as_f64).map(|ms| (ms * 1e6) as u64);
+    steps
+        .iter()
+        .filter_map(|s| {
+            Some(Fault {
+                id: None,
+                fault: s
+                    .get("direction")
+                    .map(value_string)
+                    .unwrap_or_else(|| "upgrade".to_string()),
+                aim: None,
+                nodes: string_list(s.get("node")),
+                start_ns: ms_to_ns(s.get("start_ms"))?,
+                end_ns: ms_to_ns(s.get("end_ms")),
+                detail: serde_json::json!({
+                    "from_version": s.get("from_version"),
+                    "to_version": s.get("to_version"),
+                    "outcome": s.get("outcome"),
+                }),
+            })
+        })
+        .collect()
+}
+
 fn string_list(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::Array(a)) => a.iter().map(value_string).collect(),
@@ -552,16 +584,21 @@ fn read_status(path: &Path, notes: &mut Vec<String>) -> (Vec<NodeStatus>, Vec<Le
                 node: node.to_string(),
                 segments: Vec::new(),
             });
+        let version = v.get("version").and_then(Value::as_str).map(str::to_string);
         let seg = Segment {
             from_ns: t,
             to_ns: t,
             role,
             term,
             leader,
+            version,
         };
         match entry.segments.last_mut() {
             Some(last)
-                if last.role == seg.role && last.term == seg.term && last.leader == seg.leader =>
+                if last.role == seg.role
+                    && last.term == seg.term
+                    && last.leader == seg.leader
+                    && last.version == seg.version =>
             {
                 last.to_ns = t
             }

@@ -32,7 +32,11 @@
   const NODEROW = 16;
   const LANE = Math.max(2, Math.min(14, Math.floor(12000 / Math.max(1, D.lanes.length))));
   const nodeTop = AXIS + FAULTROW + MARKROW;
-  const laneTop = nodeTop + D.nodes.length * NODEROW + (D.nodes.length ? 6 : 0);
+  // During a rolling upgrade: one thin row per node with the version it ran.
+  const VERROW = D.nodes.some((row) => row.vers.length) ? 12 : 0;
+  const VERSION = ['#cfd8e3', '#7f9cc0', '#3f5f8a', '#b07aa1', '#e0b36b'];
+  const verTop = nodeTop + D.nodes.length * NODEROW;
+  const laneTop = verTop + D.nodes.length * VERROW + (D.nodes.length ? 6 : 0);
   const height = laneTop + D.lanes.length * LANE + 8;
   const X0 = D.left;
   const X1 = D.right;
@@ -123,6 +127,30 @@
         }
       }
     });
+    // Versions: one thin row per node, shaded and labelled by version.
+    if (VERROW) {
+      D.nodes.forEach((row, r) => {
+        const y = verTop + r * VERROW;
+        ctx.fillStyle = '#333';
+        ctx.fillText(row.node + ' ver', 4, y + VERROW / 2);
+        for (const [s, e, version, c] of row.vers) {
+          const a = Math.max(X0, x(s));
+          const b = Math.min(X1, x(e));
+          if (b < X0 || a > X1) continue;
+          ctx.fillStyle = VERSION[c % VERSION.length];
+          ctx.fillRect(a, y + 1, Math.max(1, b - a), VERROW - 2);
+          if (b - a > 40) {
+            ctx.fillStyle = c % VERSION.length >= 2 ? '#fff' : '#333';
+            ctx.save();
+            ctx.beginPath();
+            ctx.rect(a, y, b - a, VERROW);
+            ctx.clip();
+            ctx.fillText(version, a + 2, y + VERROW / 2);
+            ctx.restore();
+          }
+        }
+      });
+    }
     // Two leaders at once: bands over the node rows (red: the same term, a violation).
     if (D.nodes.length) {
       for (const [s, e, label, bad] of D.leaders) {
@@ -240,6 +268,12 @@
       }
       return null;
     }
+    if (VERROW && py >= verTop) {
+      const row = D.nodes[Math.floor((py - verTop) / VERROW)];
+      if (!row) return null;
+      for (const v of row.vers) if (v[0] <= t && t <= v[1]) return { version: v, vnode: row.node };
+      return null;
+    }
     if (py >= nodeTop) {
       const row = D.nodes[Math.floor((py - nodeTop) / NODEROW)];
       if (!row) return null;
@@ -267,6 +301,10 @@
     if (h.node !== undefined) {
       const [s, e, role, term, leader] = h.seg;
       return [h.node + ': ' + (role || 'no answer') + (term !== null ? ', term ' + term : '') + (leader ? ', leader ' + leader : ''), fmt(s) + ' – ' + fmt(e)];
+    }
+    if (h.version !== undefined) {
+      const [s, e, version] = h.version;
+      return [h.vnode + ' ran ' + version, fmt(s) + ' – ' + fmt(e)];
     }
     if (h.leaders !== undefined) {
       const [s, e, label] = h.leaders;

@@ -58,6 +58,10 @@ type Seg = (f64, f64, String, Option<u64>, Option<String>);
 struct NodeRow {
     node: String,
     segs: Vec<Seg>,
+    /// The version the node ran over time, during a rolling upgrade: `[from ms, to ms,
+    /// version, colour index]` (empty otherwise; the version lane is drawn when any row has
+    /// one).
+    vers: Vec<(f64, f64, String, usize)>,
 }
 
 /// Operations as parallel arrays (much smaller than one object each).
@@ -114,7 +118,36 @@ fn ms(ns: u64) -> f64 {
     (ns as f64 / 1e3).round() / 1e3
 }
 
+/// A node's versions as runs of equal versions; `seen` numbers versions in the order they
+/// first appear (the lane's colour), across all nodes.
+fn version_runs(
+    status: &super::load::NodeStatus,
+    seen: &mut Vec<String>,
+) -> Vec<(f64, f64, String, usize)> {
+    let mut runs: Vec<(f64, f64, String, usize)> = Vec::new();
+    for g in &status.segments {
+        let Some(v) = &g.version else { continue };
+        let colour = match seen.iter().position(|s| s == v) {
+            Some(i) => i,
+            None => {
+                seen.push(v.clone());
+                seen.len() - 1
+            }
+        };
+        match runs.last_mut() {
+            Some(last) if last.3 == colour => last.1 = ms(g.to_ns),
+            Some(last) => {
+                last.1 = ms(g.from_ns);
+                runs.push((ms(g.from_ns), ms(g.to_ns), escape::short(v, 40), colour));
+            }
+            None => runs.push((ms(g.from_ns), ms(g.to_ns), escape::short(v, 40), colour)),
+        }
+    }
+    runs
+}
+
 pub fn build(run: &Run, area: (i32, i32), width: u32) -> Timeline {
+    let mut versions: Vec<String> = Vec::new();
     // Which operations each failure involves, by position in `run.ops`.
     let mut flags: HashMap<usize, u8> = HashMap::new();
     let mut marks = Vec::new();
@@ -243,6 +276,7 @@ pub fn build(run: &Run, area: (i32, i32), width: u32) -> Timeline {
             .status
             .iter()
             .map(|s| NodeRow {
+                vers: version_runs(s, &mut versions),
                 node: escape::short(&s.node, 20),
                 segs: s
                     .segments

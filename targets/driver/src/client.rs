@@ -125,7 +125,9 @@ impl Client {
         }
     }
 
-    async fn node_ready(&self, node: &NodeSpec, ready: &Readiness) -> bool {
+    /// Whether one node is ready as `ready` says (answers its readiness request, or accepts
+    /// connections).
+    pub async fn node_ready(&self, node: &NodeSpec, ready: &Readiness) -> bool {
         if let (Some(path), Client::HttpKv(c)) = (&ready.http_get, self) {
             return c.get_ok(node, path, Duration::from_millis(300)).await;
         }

@@ -26,6 +26,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "data_dir",
     "faultline",
     "dir",
+    "binary",
 ];
 
 /// A custom target file.
@@ -202,15 +203,36 @@ impl Custom {
         })
     }
 
-    /// The program the nodes run (for checks such as clock-fault support).
-    pub fn program(&self, faultline: &Path) -> PathBuf {
-        PathBuf::from(self.global(&self.spec.command[0], faultline))
+    /// The program the nodes run (for checks such as clock-fault support); `binary` as in
+    /// [`Custom::launch`].
+    pub fn program(&self, faultline: &Path, binary: Option<&Path>) -> PathBuf {
+        let binary = binary.map(|b| b.display().to_string()).unwrap_or_default();
+        PathBuf::from(
+            self.global(&self.spec.command[0], faultline)
+                .replace("{binary}", &binary),
+        )
     }
 
-    /// The version command, with `{faultline}` and `{dir}` expanded.
-    pub fn version_command(&self, faultline: &Path) -> Option<Vec<String>> {
+    /// The version command, with `{faultline}`, `{dir}` and `{binary}` (a rolling upgrade's
+    /// binary, when there is one) expanded.
+    pub fn version_command(&self, faultline: &Path, binary: Option<&Path>) -> Option<Vec<String>> {
         let c = self.spec.version_command.as_ref()?;
-        Some(c.iter().map(|a| self.global(a, faultline)).collect())
+        let binary = binary.map(|b| b.display().to_string()).unwrap_or_default();
+        Some(
+            c.iter()
+                .map(|a| self.global(a, faultline).replace("{binary}", &binary))
+                .collect(),
+        )
+    }
+
+    /// Whether the node's command or environment names `{binary}`: the only way a rolling
+    /// upgrade can give a custom target's nodes another binary.
+    pub fn uses_binary(&self) -> bool {
+        self.spec
+            .command
+            .iter()
+            .chain(self.spec.env.values())
+            .any(|t| t.contains("{binary}"))
     }
 
     /// Expands the placeholders that do not depend on a node: `{faultline}` and `{dir}` (the
@@ -226,14 +248,17 @@ impl Custom {
         std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
     }
 
-    /// How to launch `node` of `cluster`; `faultline` is this binary (for `{faultline}`).
+    /// How to launch `node` of `cluster`; `faultline` is this binary (for `{faultline}`),
+    /// `binary` the rolling upgrade's binary the node runs (for `{binary}`).
     pub fn launch(
         &self,
         node: &NodeSpec,
         cluster: &[NodeSpec],
         faultline: &Path,
+        binary: Option<&Path>,
         run_id: &str,
     ) -> Launch {
+        let binary = binary.map(|b| b.display().to_string()).unwrap_or_default();
         let peer_format = self
             .spec
             .peer_format
@@ -243,10 +268,15 @@ impl Custom {
         let peers: Vec<String> = cluster
             .iter()
             .filter(|n| include_self || n.id != node.id)
-            .map(|n| expand(&peer_format, &values(n, faultline, &self.dir(), "")))
+            .map(|n| {
+                expand(
+                    &peer_format,
+                    &values(n, faultline, &self.dir(), "", &binary),
+                )
+            })
             .collect();
         let peers = peers.join(self.spec.peer_separator.as_deref().unwrap_or(","));
-        let vals = values(node, faultline, &self.dir(), &peers);
+        let vals = values(node, faultline, &self.dir(), &peers, &binary);
         let command: Vec<String> = self.spec.command.iter().map(|a| expand(a, &vals)).collect();
         Launch {
             program: PathBuf::from(&command[0]),
@@ -277,6 +307,7 @@ fn values(
     faultline: &Path,
     dir: &Path,
     peers: &str,
+    binary: &str,
 ) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
         ("id", node.id.to_string()),
@@ -289,6 +320,7 @@ fn values(
         ("data_dir", node.data_dir.display().to_string()),
         ("faultline", faultline.display().to_string()),
         ("dir", dir.display().to_string()),
+        ("binary", binary.to_string()),
     ])
 }
 

@@ -252,3 +252,15 @@ pub fn as_set(mut c: Completion) -> Completion {
     }
     c
 }
+
+/// The first non-empty line `binary args` prints (stdout, then stderr), sanitised: how a
+/// binary names its version (`faultline 0.1.0`, `mydb v2.3`). It is killed after 10 s.
+pub fn first_line_of(binary: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let output = etcd::support::run_version(binary, args, std::time::Duration::from_secs(10))?;
+    output
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| sanitize(l, 200))
+        .ok_or_else(|| format!("{} {} printed nothing", binary.display(), args.join(" ")))
+}

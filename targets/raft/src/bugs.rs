@@ -15,6 +15,8 @@ pub struct Bugs {
     pub ack_before_commit: bool,
     pub skip_apply_on_restart: bool,
     pub skip_fsync: bool,
+    /// Only in a `next-release` build (see [`crate::kv::Command::encode_next`]).
+    pub eager_new_format: bool,
 }
 
 /// One bug's name and what it does, as `--bug help` prints it.
@@ -57,6 +59,11 @@ pub const ALL_BUGS: &[BugInfo] = &[
         name: "skip-fsync",
         summary: "The write-ahead log is written but not fsynced before the node acts on it (votes, acknowledges entries to the leader, answers clients), so a power loss takes back votes and entries it already promised. A plain kill loses nothing (the page cache survives the process): only lose-unfsynced shows it.",
     },
+    #[cfg(feature = "next-release")]
+    BugInfo {
+        name: "eager-new-format",
+        summary: "An upgrade bug, in the next-release build only: a leader writes puts in the next release's command format at once, while members still on the previous release (which cannot decode it, and skip the entry) remain in the cluster, so their data diverges from the upgraded members'.",
+    },
 ];
 
 impl Bugs {
@@ -71,6 +78,8 @@ impl Bugs {
             "ack-before-commit" => &mut self.ack_before_commit,
             "skip-apply-on-restart" => &mut self.skip_apply_on_restart,
             "skip-fsync" => &mut self.skip_fsync,
+            #[cfg(feature = "next-release")]
+            "eager-new-format" => &mut self.eager_new_format,
             other => {
                 let known: Vec<&str> = ALL_BUGS.iter().map(|b| b.name).collect();
                 return Err(format!(
@@ -92,7 +101,8 @@ impl Bugs {
 
     /// The names of the bugs that are on.
     pub fn names(&self) -> Vec<&'static str> {
-        let flags = [
+        #[allow(unused_mut)]
+        let mut flags = vec![
             self.stale_read,
             self.lease_ignores_drift,
             self.vote_without_log_check,
@@ -102,6 +112,8 @@ impl Bugs {
             self.skip_apply_on_restart,
             self.skip_fsync,
         ];
+        #[cfg(feature = "next-release")]
+        flags.push(self.eager_new_format);
         ALL_BUGS
             .iter()
             .zip(flags)

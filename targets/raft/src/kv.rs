@@ -54,6 +54,24 @@ impl Command {
         buf.freeze()
     }
 
+    /// The next release's encoding of a put (type 3: key, value, and a `u32` of flags the
+    /// next release reserves, 0 here). Only a `next-release` build decodes it; this build and
+    /// the ones before reject it as an unknown command type. A correct next release keeps
+    /// writing [`Command::encode`]'s format until every member runs it (this sketch never
+    /// gets there, so only the `eager-new-format` bug writes it).
+    pub fn encode_next(&self) -> Bytes {
+        let Command::Put { key, value } = self else {
+            return self.encode();
+        };
+        let mut buf = BytesMut::new();
+        let mut w = Writer(&mut buf);
+        w.u8(3);
+        w.str(key);
+        w.str(value);
+        w.u32(0);
+        buf.freeze()
+    }
+
     pub fn decode(data: &Bytes) -> Result<Command, DecodeError> {
         let mut r = Reader::new(data.clone());
         let cmd = match r.u8("command type")? {
@@ -61,6 +79,15 @@ impl Command {
                 key: r.string("key")?,
                 value: r.string("value")?,
             },
+            #[cfg(feature = "next-release")]
+            3 => {
+                let cmd = Command::Put {
+                    key: r.string("key")?,
+                    value: r.string("value")?,
+                };
+                r.u32("put flags")?;
+                cmd
+            }
             2 => Command::Cas {
                 key: r.string("key")?,
                 from: r.string("from")?,

@@ -27,3 +27,12 @@ pub mod storage;
 pub mod transport;
 
 pub use node::{run, NodeArgs};
+
+/// The version this build reports (`faultline --version`). A `next-release` build (cargo
+/// feature) is the "next version" of the bundled Raft that rolling-upgrade tests move a
+/// cluster to: it also reads the next command format (see [`kv::Command::encode_next`]) and
+/// has the `eager-new-format` upgrade bug.
+#[cfg(not(feature = "next-release"))]
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+#[cfg(feature = "next-release")]
+pub const BUILD_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+next");

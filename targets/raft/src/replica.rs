@@ -304,7 +304,11 @@ impl Replica {
     }
 
     fn submit_write(&mut self, req: ReqId, cmd: Command) {
-        let data = cmd.encode();
+        let data = if self.bugs.eager_new_format {
+            cmd.encode_next()
+        } else {
+            cmd.encode()
+        };
         match self.core.propose(data) {
             Ok((index, term)) => {
                 let mut answered = false;
