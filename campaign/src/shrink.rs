@@ -375,6 +375,15 @@ pub fn run(mut args: ShrinkArgs) -> Result<Outcome, String> {
     };
     let mut best = source_faults.clone();
     let mut limit = source_limit;
+    // A rolling upgrade runs at fixed times from the start: the faults keep their times
+    // relative to it, and the run keeps its length (a shorter one could end before the step
+    // that failed, or before the upgrade starts).
+    let upgrade = base.upgrade.is_some();
+    if upgrade {
+        eprintln!(
+            "  the run has a rolling upgrade: it is kept as is, and the schedule keeps its times"
+        );
+    }
     // 1. Reproduce.
     let reproduce = s.fails("reproduce", &best, limit);
     let reproduced = reproduce == Some(true);
@@ -392,7 +401,11 @@ pub fn run(mut args: ShrinkArgs) -> Result<Outcome, String> {
                         ..f.clone()
                     })
                     .collect();
-                let l = fitted_time_limit(&cut, t).min(limit);
+                let l = if upgrade {
+                    limit
+                } else {
+                    fitted_time_limit(&cut, t).min(limit)
+                };
                 if !cut.is_empty()
                     && (cut.len() < best.len() || l < limit)
                     && s.fails("cut at the first violation", &cut, l) == Some(true)
@@ -437,7 +450,7 @@ pub fn run(mut args: ShrinkArgs) -> Result<Outcome, String> {
                 }
             }
         }
-        if s.stopped.is_none() {
+        if s.stopped.is_none() && !upgrade {
             let first = best.iter().map(|f| f.at).fold(f64::INFINITY, f64::min);
             let shift = if first > 1.0 { first - 0.5 } else { 0.0 };
             let moved: Vec<PlannedFault> = best

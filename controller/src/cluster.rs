@@ -44,9 +44,11 @@ pub struct Cluster {
     /// One lifecycle change at a time per node: a fault's restart and an upgrade's swap must
     /// not both start a process for it.
     lifecycle: Vec<tokio::sync::Mutex<()>>,
-    /// Processes an upgrade step just started: their exit is that step's finding (a refused
-    /// start), not a crash.
+    /// Processes started while an upgrade step waits for their node: their exit is that
+    /// step's finding (a refused start), not a crash.
     probation: Mutex<HashSet<i32>>,
+    /// Nodes (by index) an upgrade step is replacing, from the swap until it judges them.
+    upgrading: Mutex<HashSet<usize>>,
     procs: Mutex<Vec<Option<NodeProcess>>>,
     /// Processes (pids) killed on purpose: their exit is not a crash. By pid, not by node, so
     /// a restart racing with the crash check can never make a killed process look crashed.
@@ -179,6 +181,7 @@ impl Cluster {
             versions,
             lifecycle: nodes.iter().map(|_| tokio::sync::Mutex::new(())).collect(),
             probation: Mutex::new(HashSet::new()),
+            upgrading: Mutex::new(HashSet::new()),
             readiness: target.readiness,
             reports_roles: target.reports_roles,
             client: target.client,
@@ -292,6 +295,14 @@ impl Cluster {
             "node started"
         );
         let pid = proc.pid;
+        // Started during an upgrade step (by the step, or by a fault's heal meanwhile): its
+        // exit is judged by the step. On probation before anyone can see it, so the crash
+        // check never gets there first.
+        if self.upgrading.lock().is_ok_and(|u| u.contains(&i)) {
+            if let Ok(mut p) = self.probation.lock() {
+                p.insert(pid);
+            }
+        }
         if let Ok(mut procs) = self.procs.lock() {
             procs[i] = Some(proc);
         }
@@ -399,6 +410,16 @@ impl Cluster {
 
     /// The tail of a node's log, for error messages.
     pub fn log_tail(&self, node: &str, lines: usize) -> String {
+        self.log_tail_as(node, lines, str::to_string)
+    }
+
+    /// The tail of a node's log with structured (JSON) lines turned into sentences first
+    /// (before long lines are cut: a JSON line cut short no longer parses).
+    fn readable_log_tail(&self, node: &str, lines: usize) -> String {
+        self.log_tail_as(node, lines, faultline_nemesis::upgrade::readable_log_line)
+    }
+
+    fn log_tail_as(&self, node: &str, lines: usize, each: impl Fn(&str) -> String) -> String {
         let Some(i) = self.index(node) else {
             return String::new();
         };
@@ -409,7 +430,7 @@ impl Cluster {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..]
             .iter()
-            .map(|l| faultline_targets::sanitize(l, LOG_LINE_CHARS))
+            .map(|l| faultline_targets::sanitize(&each(l), LOG_LINE_CHARS))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -476,12 +497,15 @@ impl faultline_nemesis::Cluster for Cluster {
     }
 
     async fn lose_unfsynced(&self, node: &str) -> Result<String, String> {
-        // The process must be gone first: what it writes after the power loss would land on
-        // the new mount.
-        self.await_exit(node).await?;
         let i = self
             .index(node)
             .ok_or_else(|| format!("unknown node {node}"))?;
+        // Not while an upgrade step stops or starts the node: it must not start a process on
+        // a disk that is losing power.
+        let _one_at_a_time = self.lifecycle[i].lock().await;
+        // The process must be gone first: what it writes after the power loss would land on
+        // the new mount.
+        self.await_exit(node).await?;
         if self.net.disks.is_empty() {
             return Err(
                 "lose-unfsynced needs the data directories on faultline's filesystem, \
@@ -536,13 +560,23 @@ impl faultline_nemesis::Cluster for Cluster {
             return Err(format!("no version {version} in the upgrade path"));
         }
         let _one_at_a_time = self.lifecycle[i].lock().await;
-        self.stop_one(i).await?;
+        if let Ok(mut u) = self.upgrading.lock() {
+            u.insert(i);
+        }
+        // A fault killed the node (the step waited for it, but the fault struck again): its
+        // heal restarts it, on the version set here; starting it now would race that heal
+        // (and a power loss's rollback of the disk).
+        let current = self.procs.lock().ok().and_then(|p| p[i].clone());
+        let killed = self.killed.lock().map(|k| k.clone()).unwrap_or_default();
+        let fault_holds_it = current.is_some_and(|p| killed.contains(&p.pid));
+        if !fault_holds_it {
+            self.stop_one(i).await?;
+        }
         if let Ok(mut r) = self.running.lock() {
             r[i] = version;
         }
-        let pid = self.start(node)?;
-        if let Ok(mut p) = self.probation.lock() {
-            p.insert(pid);
+        if !fault_holds_it {
+            self.start(node)?;
         }
         Ok(())
     }
@@ -553,12 +587,18 @@ impl faultline_nemesis::Cluster for Cluster {
                 log_tail: format!("unknown node {node}"),
             };
         };
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
+        // However this ends, the step is done with the node: processes started from now on
+        // are judged by the crash check again.
         let release = |pid: Option<i32>| {
+            if let Ok(mut u) = self.upgrading.lock() {
+                u.remove(&i);
+            }
             if let (Some(pid), Ok(mut p)) = (pid, self.probation.lock()) {
                 p.remove(&pid);
             }
         };
+        let mut last = Instant::now();
         loop {
             // The node's process now: a fault may kill the new process and its heal start
             // another while this waits. An exit counts only if nobody killed it on purpose.
@@ -570,7 +610,12 @@ impl faultline_nemesis::Cluster for Cluster {
                     .unwrap_or(false)
             });
             if killed_by_fault {
-                release(proc.as_ref().map(|p| p.pid));
+                // Down because of a fault, not the new binary: the time it is held down does
+                // not count against it.
+                deadline += last.elapsed();
+                if let (Some(p), Ok(mut probation)) = (&proc, self.probation.lock()) {
+                    probation.remove(&p.pid);
+                }
             } else if let Some(status) = proc.as_ref().and_then(NodeProcess::exit_status) {
                 // Its exit is this step's finding: not also a crash.
                 if let (Some(p), Ok(mut seen)) = (&proc, self.crashed_pids.lock()) {
@@ -581,7 +626,7 @@ impl faultline_nemesis::Cluster for Cluster {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 return Rejoin::Exited {
                     status: status.to_string(),
-                    log_tail: self.log_tail(node, REFUSAL_LOG_LINES),
+                    log_tail: self.readable_log_tail(node, REFUSAL_LOG_LINES),
                 };
             }
             let spec = &self.nodes[i];
@@ -601,9 +646,10 @@ impl faultline_nemesis::Cluster for Cluster {
             if Instant::now() >= deadline {
                 release(proc.as_ref().map(|p| p.pid));
                 return Rejoin::TimedOut {
-                    log_tail: self.log_tail(node, REFUSAL_LOG_LINES),
+                    log_tail: self.readable_log_tail(node, REFUSAL_LOG_LINES),
                 };
             }
+            last = Instant::now();
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -75,7 +75,7 @@ pub struct UpgradeSection {
     pub order: Option<String>,
     /// After the upgrade, move every node back to `from` [default: false].
     pub downgrade: Option<bool>,
-    /// Seconds each pass holds the cluster mixed once half its nodes moved [default: 0].
+    /// Seconds each pass holds the cluster mixed once a majority of its nodes moved [default: 0].
     pub stall: Option<f64>,
     /// Seconds after the start of the test before the first step [default: 5].
     pub start: Option<f64>,
@@ -146,6 +146,10 @@ impl UpgradeSection {
         for (key, path) in binaries.chain(to.iter().map(|p| ("upgrade.to", p))) {
             check_executable(key, path)?;
         }
+        // Absolute, so test.toml repeats the run from any folder.
+        let absolute = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        let to: Vec<PathBuf> = to.iter().map(absolute).collect();
+        let from = self.from.as_ref().map(absolute);
         let secs = |key: &str, v: Option<f64>, default: f64, min: f64| {
             let s = v.unwrap_or(default);
             if !s.is_finite() || s < min || s > MAX_SECONDS {
@@ -165,7 +169,7 @@ impl UpgradeSection {
             ));
         }
         Ok(UpgradeConfig {
-            from: self.from,
+            from,
             to,
             to_args: self.to_args.unwrap_or_default(),
             order: match self.order {

@@ -193,8 +193,8 @@ pub struct TestArgs {
     /// Rolling upgrade: after it completes, move every node back to --upgrade-from.
     #[arg(long)]
     pub upgrade_downgrade: bool,
-    /// Rolling upgrade: hold the cluster mixed this many seconds once half the nodes (rounded
-    /// up) moved [default: 0].
+    /// Rolling upgrade: hold the cluster mixed this many seconds once a majority of the nodes
+    /// moved [default: 0].
     #[arg(long, value_name = "SECONDS")]
     pub upgrade_stall: Option<f64>,
     /// Rolling upgrade: seconds after the start before the first node is replaced [default: 5].

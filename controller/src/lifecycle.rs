@@ -545,7 +545,18 @@ async fn drive(
     }
     let faults = nemesis.await.unwrap_or_default();
     let upgrade = match upgrade {
-        Some(task) => task.await.ok(),
+        Some(task) => Some(task.await.unwrap_or_else(|e| {
+            // Not expected; but a lost upgrade must not pass for a valid one.
+            tracing::error!("the rolling upgrade task failed: {e}");
+            faultline_nemesis::upgrade::UpgradeReport {
+                steps: vec![faultline_nemesis::upgrade::UpgradeStep {
+                    outcome: "error".to_string(),
+                    errors: vec![format!("the rolling upgrade stopped: {e}")],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+        })),
         None => None,
     };
     if let Some(u) = &upgrade {

@@ -310,13 +310,14 @@ pub async fn finish(
         .upgrade
         .as_ref()
         .map(|u| upgrade_results(u, &op_times, clients_end_ns));
-    let upgrade_finding = summary
-        .upgrade
-        .as_ref()
-        .and_then(|u| u.failure())
-        .and_then(|s| s.finding());
+    // A step faultline itself could not carry out (it could not stop or start the node) says
+    // nothing about the system: the upgrade is then unknown, not invalid.
+    let failed_step = summary.upgrade.as_ref().and_then(|u| u.failure());
+    let harness_error = failed_step.is_some_and(|s| s.outcome == "error");
+    let upgrade_finding = failed_step.and_then(|s| s.finding());
     if let Some(u) = &summary.upgrade {
         let (verdict, explanation) = match (&upgrade_finding, u.complete) {
+            (Some(f), _) if harness_error => ("unknown", vec![f.clone()]),
             (Some(f), _) => ("invalid", vec![f.clone()]),
             (None, true) => ("valid", vec![upgrade_line(u)]),
             (None, false) => (
@@ -363,13 +364,19 @@ pub async fn finish(
     if let Some(slow) = &slow {
         first.extend(slow.iter().map(|(_, e)| format!("availability: {e}")));
     }
-    if let Some(f) = &upgrade_finding {
+    if let Some(f) = upgrade_finding.as_ref().filter(|_| !harness_error) {
         first.push(format!("upgrade: {f}"));
     }
     if !first.is_empty() {
         checked.verdict = Verdict::Invalid;
         first.append(&mut checked.sentences);
         checked.sentences = first;
+    }
+    if let Some(f) = upgrade_finding.as_ref().filter(|_| harness_error) {
+        if checked.verdict == Verdict::Valid {
+            checked.verdict = Verdict::Unknown;
+        }
+        checked.sentences.push(format!("upgrade (not judged): {f}"));
     }
     let faults: Vec<Value> = summary
         .faults
@@ -904,4 +911,106 @@ fn first_violation(
         note(Some(clients_end_ns));
     }
     first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_nemesis::upgrade::UpgradeStep;
+
+    fn step(
+        id: u64,
+        node: &str,
+        to: &str,
+        start_ms: f64,
+        end_ms: f64,
+        outcome: &str,
+    ) -> UpgradeStep {
+        UpgradeStep {
+            id,
+            pass: 1,
+            direction: "upgrade".into(),
+            node: node.into(),
+            from_version: "3.4".into(),
+            to_version: to.into(),
+            start_ms,
+            restarted_ms: Some(start_ms + 100.0),
+            end_ms,
+            outcome: outcome.into(),
+            ..UpgradeStep::default()
+        }
+    }
+
+    fn report(steps: Vec<UpgradeStep>) -> UpgradeReport {
+        UpgradeReport {
+            path: vec!["3.4".into(), "3.5".into()],
+            order: "followers-first".into(),
+            complete: steps.len() == 3,
+            steps_left: 3 - steps.len(),
+            steps,
+        }
+    }
+
+    #[test]
+    fn the_first_violation_is_placed_before_during_or_after_the_upgrade() {
+        let names: Vec<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
+        let u = report(vec![
+            step(1, "n2", "3.5", 1000.0, 1500.0, "rejoined"),
+            step(2, "n3", "3.5", 3000.0, 3500.0, "rejoined"),
+            step(3, "n1", "3.5", 5000.0, 5500.0, "rejoined"),
+        ]);
+        assert_eq!(
+            versions_at(&u, &names, 500.0).unwrap(),
+            "upgrade: the first violation (at 0.5 s) came before the upgrade began"
+        );
+        assert_eq!(
+            versions_at(&u, &names, 3200.0).unwrap(),
+            "upgrade: the first violation (at 3.2 s) came while the cluster was mixed: n1 on 3.4; \
+             n2, n3 on 3.5"
+        );
+        assert_eq!(
+            versions_at(&u, &names, 6000.0).unwrap(),
+            "upgrade: the first violation (at 6.0 s) came with every node on 3.5"
+        );
+        // A refused step puts the node back when it ends.
+        let refused = report(vec![
+            step(1, "n2", "3.5", 1000.0, 1500.0, "rejoined"),
+            step(2, "n3", "3.5", 3000.0, 3500.0, "refused"),
+        ]);
+        assert!(versions_at(&refused, &names, 4000.0)
+            .unwrap()
+            .ends_with("n1, n3 on 3.4; n2 on 3.5"));
+    }
+
+    #[test]
+    fn write_availability_is_the_longest_stretch_without_a_successful_write() {
+        let op = |invoke_ms: u64, complete_ms: u64, ok: bool, failed: bool| OpTimes {
+            is_read: false,
+            ok,
+            failed,
+            mismatch: false,
+            invoke_ns: invoke_ms * 1_000_000,
+            complete_ns: Some(complete_ms * 1_000_000),
+            node: None,
+        };
+        // Writes succeed at 900 and 2600 ms around a step from 1000 to 1500 ms, two fail and
+        // one times out in between; the window runs to 6500 ms (the clients to 7000).
+        let ops = vec![
+            op(800, 900, true, false),
+            op(1100, 1200, false, true),
+            op(1300, 1400, false, true),
+            op(1450, 2450, false, false),
+            op(2500, 2600, true, false),
+            op(6000, 6100, true, false),
+        ];
+        let u = report(vec![step(1, "n2", "3.5", 1000.0, 1500.0, "rejoined")]);
+        let v = upgrade_results(&u, &ops, 7_000_000_000);
+        let w = &v["steps"][0]["writes"];
+        assert_eq!(w["longest_without_ok_write_ms"], 3500.0, "{w}");
+        assert_eq!(
+            (w["failed"].as_u64(), w["indeterminate"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(v["complete"], false);
+    }
 }

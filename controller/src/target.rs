@@ -134,6 +134,13 @@ impl Target {
                 })
             }
             "consul" => {
+                if from.is_some() && config.consul.binary.is_some() {
+                    return Err(
+                        "upgrade.from and consul.binary (--consul-bin) both name the \
+                                binary the servers start on: give one"
+                            .to_string(),
+                    );
+                }
                 let binary =
                     consul::find_binary(from.as_deref().or(config.consul.binary.as_deref()))?;
                 let version = consul::version(&binary)?;

@@ -199,7 +199,9 @@ fn the_bundled_raft_upgraded_and_downgraded_between_two_builds_under_faults_stay
 }
 
 /// Measured on the development machine (3 nodes, 20 s, partitions and kills, the cluster held
-/// mixed for 6 s): caught in 6 of 6 seeds; see the README's rolling-upgrade section.
+/// mixed for 6 s): caught in 5 of 6 seeds (seeds 1–4 all caught); see the README's
+/// rolling-upgrade section. Two of four must catch it: at 5 in 6 per seed, a pass
+/// fails about 1.6% of the time by chance.
 #[test]
 fn an_upgrade_bug_of_the_next_build_is_caught_and_explained() {
     let _serial = serial();
@@ -224,21 +226,21 @@ fn an_upgrade_bug_of_the_next_build_is_caught_and_explained() {
         "--upgrade-stall",
         "6",
     ];
-    let (caught, why) = invalid_runs(&results, &args, &["1", "2", "3"], |_, out| {
+    let (caught, why) = invalid_runs(&results, &args, &["1", "2", "3", "4"], |_, out| {
         assert_eq!(processes_mentioning(&results), 0, "{}", stderr(out));
         no_network_left();
+        // Explained: each failing run says which versions ran when it first went wrong.
+        let r = latest(&results);
+        if r["verdict"] == "invalid" {
+            let explanation = r["explanation"].to_string();
+            assert!(
+                explanation.contains("upgrade: the first violation"),
+                "{explanation}"
+            );
+        }
     });
-    assert!(caught >= 2, "caught in only {caught} of 3 seeds: {why:?}");
-    // Explained: the violation is tied to the mixed cluster, and a node on the old build says
-    // it could not read what the new leader wrote.
-    let r = latest(&results);
-    if r["verdict"] == "invalid" {
-        let explanation = r["explanation"].to_string();
-        assert!(
-            explanation.contains("upgrade: the first violation"),
-            "{explanation}"
-        );
-    }
+    assert!(caught >= 2, "caught in only {caught} of 4 seeds: {why:?}");
+    // And a node on the old build says it could not read what a new leader wrote.
     let mut skipped = 0;
     for run in std::fs::read_dir(results.join("raft-register"))
         .unwrap()
@@ -364,7 +366,7 @@ fn etcd_upgrades_from_3_4_to_3_5_under_faults_and_refuses_the_downgrade() {
     // The downgrade: after the pass to 3.5 (and a pause for the cluster version to move),
     // the first member put back on 3.4 exits.
     let mut args = base.to_vec();
-    args.extend(["--time-limit", "35", "--upgrade-downgrade"]);
+    args.extend(["--time-limit", "45", "--upgrade-downgrade"]);
     let (code, r, err) = test_run(&results, &args);
     assert_eq!(code, 1, "{err}");
     let upgrade = check_named(&r, "upgrade");

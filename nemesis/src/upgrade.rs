@@ -20,8 +20,8 @@
 //! Which node goes next is drawn from the seed, with the leader placed by [`UpgradeOrder`]:
 //! followers first and the leader last (what operators are told to do), the leader first (the
 //! case that forces an election at once and makes a new-version node lead old ones early), or
-//! no rule at all. Optionally the pass *stalls* for a while once half its nodes (rounded up,
-//! so the new version holds a majority) have moved, to leave the cluster mixed under faults.
+//! no rule at all. Optionally the pass *stalls* for a while once a majority of its nodes has
+//! moved (the new version can then lead old ones), to leave the cluster mixed under faults.
 
 use std::fmt;
 use std::str::FromStr;
@@ -91,7 +91,7 @@ pub struct UpgradePlan {
     pub order: UpgradeOrder,
     /// After the last pass, move every node back to `from`.
     pub downgrade: bool,
-    /// How long each pass holds the cluster mixed once half its nodes (rounded up) moved.
+    /// How long each pass holds the cluster mixed once a majority of its nodes moved.
     pub stall: Duration,
     /// When the first step starts, from the start of the test.
     pub start_after: Duration,
@@ -198,7 +198,7 @@ impl UpgradeStep {
 /// A structured log line (JSON, as etcd's zap logger writes) as a sentence: its message,
 /// then its other fields, without the timestamp, level, caller and stack trace; any other
 /// line as it is.
-fn readable_log_line(line: &str) -> String {
+pub fn readable_log_line(line: &str) -> String {
     let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(line) else {
         return line.to_string();
     };
@@ -279,7 +279,8 @@ pub async fn run<C: Cluster>(
     'passes: for (pass, (direction, to)) in passes.iter().enumerate() {
         let mut remaining = nodes.clone();
         remaining.shuffle(&mut rng);
-        let stall_after = nodes.len().div_ceil(2);
+        // A majority on the new version: where a new-version node can lead old ones.
+        let stall_after = nodes.len() / 2 + 1;
         let mut moved = 0;
         while !remaining.is_empty() {
             if *stop.borrow() {

@@ -130,6 +130,8 @@ pub struct Run {
     pub synthetic_time: bool,
     pub end_ns: u64,
     pub faults: Vec<Fault>,
+    /// A rolling upgrade's steps, as windows on the timeline (not counted as faults).
+    pub upgrade_steps: Vec<Fault>,
     pub status: Vec<NodeStatus>,
     pub leader_changes: Vec<LeaderChange>,
     /// `{"kind": ..., "model": ..., "report": ...}` as in `results.json`, or `Null`.
@@ -234,13 +236,14 @@ pub fn load(inputs: &Inputs) -> Result<Run, String> {
         .map(|last| time_of(&history, last, synthetic_time))
         .unwrap_or(0);
 
-    let mut faults = match results.as_ref().and_then(|r| r.get("faults")) {
+    let faults = match results.as_ref().and_then(|r| r.get("faults")) {
         Some(Value::Array(list)) if !list.is_empty() => faults_from_results(list),
         _ => faults_from_history(&history, synthetic_time),
     };
-    if let Some(Value::Array(steps)) = results.as_ref().and_then(|r| r.pointer("/upgrade/steps")) {
-        faults.extend(upgrade_steps(steps));
-    }
+    let upgrade_steps = match results.as_ref().and_then(|r| r.pointer("/upgrade/steps")) {
+        Some(Value::Array(steps)) => upgrade_steps(steps),
+        _ => Vec::new(),
+    };
     for f in &faults {
         end_ns = end_ns.max(f.end_ns.unwrap_or(f.start_ns));
     }
@@ -330,6 +333,7 @@ pub fn load(inputs: &Inputs) -> Result<Run, String> {
         synthetic_time,
         end_ns: end_ns.max(1),
         faults,
+        upgrade_steps,
         status,
         leader_changes,
         checker,

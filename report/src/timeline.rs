@@ -299,6 +299,7 @@ pub fn build(run: &Run, area: (i32, i32), width: u32) -> Timeline {
         faults: run
             .faults
             .iter()
+            .chain(&run.upgrade_steps)
             .map(|f| {
                 let c = fault_color(&f.fault);
                 (
