@@ -44,11 +44,11 @@ pub struct Cluster {
     /// One lifecycle change at a time per node: a fault's restart and an upgrade's swap must
     /// not both start a process for it.
     lifecycle: Vec<tokio::sync::Mutex<()>>,
-    /// Processes started while an upgrade step waits for their node: their exit is that
-    /// step's finding (a refused start), not a crash.
-    probation: Mutex<HashSet<i32>>,
-    /// Nodes (by index) an upgrade step is replacing, from the swap until it judges them.
-    upgrading: Mutex<HashSet<usize>>,
+    /// What upgrade steps are doing (see [`Steps`]).
+    steps: Mutex<Steps>,
+    /// Nodes (by index) a kill or power loss took down whose heal has not restarted them
+    /// yet: the heal, not an upgrade step, starts them again.
+    heal_pending: Mutex<HashSet<usize>>,
     procs: Mutex<Vec<Option<NodeProcess>>>,
     /// Processes (pids) killed on purpose: their exit is not a crash. By pid, not by node, so
     /// a restart racing with the crash check can never make a killed process look crashed.
@@ -71,6 +71,16 @@ pub struct Cluster {
     /// Whether nodes report a role (and so a leader they know) that rejoining can be judged
     /// by; otherwise a node has rejoined once it is ready.
     reports_roles: bool,
+}
+
+/// Upgrade steps in progress.
+#[derive(Default)]
+struct Steps {
+    /// Nodes (by index) a step is replacing, from the swap until the step has judged them.
+    nodes: HashSet<usize>,
+    /// Processes started for those nodes meanwhile (pid → node): their exit is the step's
+    /// finding (a refused start), not a crash.
+    probation: std::collections::HashMap<i32, usize>,
 }
 
 /// What the cluster needs to know about its target.
@@ -180,8 +190,8 @@ impl Cluster {
             running: Mutex::new(vec![0; nodes.len()]),
             versions,
             lifecycle: nodes.iter().map(|_| tokio::sync::Mutex::new(())).collect(),
-            probation: Mutex::new(HashSet::new()),
-            upgrading: Mutex::new(HashSet::new()),
+            steps: Mutex::new(Steps::default()),
+            heal_pending: Mutex::new(HashSet::new()),
             readiness: target.readiness,
             reports_roles: target.reports_roles,
             client: target.client,
@@ -247,6 +257,47 @@ impl Cluster {
         Ok(())
     }
 
+    /// The rest of a fault's restart, under the node's lifecycle lock.
+    async fn restart_locked(&self, i: usize) -> Result<(), String> {
+        let node = &self.nodes[i].name;
+        // Started meanwhile by someone else (an upgrade step, another fault's heal): a process
+        // that runs and was not killed is the node, up already.
+        let current = self.procs.lock().ok().and_then(|p| p[i].clone());
+        let killed = self.killed.lock().map(|k| k.clone()).unwrap_or_default();
+        if current.is_some_and(|p| p.is_running() && !killed.contains(&p.pid)) {
+            return Ok(());
+        }
+        self.await_exit(node).await?;
+        self.start(node).map(|_| ())
+    }
+
+    /// The rest of an upgrade step's swap, under the node's lifecycle lock.
+    async fn swap_locked(&self, i: usize, version: usize) -> Result<(), String> {
+        // A fault killed the node (the step waited for it, but the fault struck again): its
+        // heal restarts it, on the version set here; starting it now would race that heal
+        // (and a power loss's rollback of the disk).
+        let fault_holds_it = self.heal_pending.lock().is_ok_and(|h| h.contains(&i));
+        if !fault_holds_it {
+            self.stop_one(i).await?;
+        }
+        if let Ok(mut r) = self.running.lock() {
+            r[i] = version;
+        }
+        if !fault_holds_it {
+            self.start(&self.nodes[i].name)?;
+        }
+        Ok(())
+    }
+
+    /// An upgrade step is done with node `i`: processes started for it from now on are judged
+    /// by the crash check again.
+    fn end_step(&self, i: usize) {
+        if let Ok(mut steps) = self.steps.lock() {
+            steps.nodes.remove(&i);
+            steps.probation.retain(|_, node| *node != i);
+        }
+    }
+
     /// Stops a running node as the target is stopped (resume, its stop signal, SIGKILL after
     /// the grace period) and waits until it is gone. Its exit is not a crash.
     async fn stop_one(&self, i: usize) -> Result<(), String> {
@@ -298,9 +349,9 @@ impl Cluster {
         // Started during an upgrade step (by the step, or by a fault's heal meanwhile): its
         // exit is judged by the step. On probation before anyone can see it, so the crash
         // check never gets there first.
-        if self.upgrading.lock().is_ok_and(|u| u.contains(&i)) {
-            if let Ok(mut p) = self.probation.lock() {
-                p.insert(pid);
+        if let Ok(mut steps) = self.steps.lock() {
+            if steps.nodes.contains(&i) {
+                steps.probation.insert(pid, i);
             }
         }
         if let Ok(mut procs) = self.procs.lock() {
@@ -337,13 +388,17 @@ impl Cluster {
         let procs = self.procs.lock().map(|p| p.clone()).unwrap_or_default();
         let killed = self.killed.lock().map(|k| k.clone()).unwrap_or_default();
         let mut fresh = Vec::new();
-        let probation = self.probation.lock().map(|k| k.clone()).unwrap_or_default();
+        let probation = self
+            .steps
+            .lock()
+            .map(|s| s.probation.clone())
+            .unwrap_or_default();
         for (n, p) in self.nodes.iter().zip(procs) {
             let Some(p) = p else { continue };
             let Some(status) = p.exit_status() else {
                 continue;
             };
-            if killed.contains(&p.pid) || probation.contains(&p.pid) {
+            if killed.contains(&p.pid) || probation.contains_key(&p.pid) {
                 continue;
             }
             let fresh_exit = self
@@ -494,6 +549,9 @@ impl faultline_nemesis::Cluster for Cluster {
         if let (Some(pid), Ok(mut k)) = (pid, self.killed.lock()) {
             k.insert(pid);
         }
+        if let (Some(i), Ok(mut pending)) = (self.index(node), self.heal_pending.lock()) {
+            pending.insert(i);
+        }
     }
 
     async fn lose_unfsynced(&self, node: &str) -> Result<String, String> {
@@ -503,6 +561,16 @@ impl faultline_nemesis::Cluster for Cluster {
         // Not while an upgrade step stops or starts the node: it must not start a process on
         // a disk that is losing power.
         let _one_at_a_time = self.lifecycle[i].lock().await;
+        // An upgrade step may have started the node again while this waited for the lock:
+        // the power cut hits whatever runs now.
+        let current = self.procs.lock().ok().and_then(|p| p[i].clone());
+        if let Some(p) = current.filter(NodeProcess::is_running) {
+            let unkilled = self.killed.lock().is_ok_and(|k| !k.contains(&p.pid));
+            if unkilled {
+                faultline_nemesis::Cluster::killed(self, node);
+                let _ = faultline_nemesis::process::kill(p.pgid);
+            }
+        }
         // The process must be gone first: what it writes after the power loss would land on
         // the new mount.
         self.await_exit(node).await?;
@@ -536,15 +604,12 @@ impl faultline_nemesis::Cluster for Cluster {
             .index(node)
             .ok_or_else(|| format!("unknown node {node}"))?;
         let _one_at_a_time = self.lifecycle[i].lock().await;
-        // Started meanwhile by someone else (an upgrade step, another fault's heal): a process
-        // that runs and was not killed is the node, up already.
-        let current = self.procs.lock().ok().and_then(|p| p[i].clone());
-        let killed = self.killed.lock().map(|k| k.clone()).unwrap_or_default();
-        if current.is_some_and(|p| p.is_running() && !killed.contains(&p.pid)) {
-            return Ok(());
+        let result = self.restart_locked(i).await;
+        // Done, whatever came of it: nobody else will bring the node back for this fault.
+        if let Ok(mut pending) = self.heal_pending.lock() {
+            pending.remove(&i);
         }
-        self.await_exit(node).await?;
-        self.start(node).map(|_| ())
+        result
     }
 
     fn node_version(&self, node: &str) -> Option<usize> {
@@ -560,25 +625,15 @@ impl faultline_nemesis::Cluster for Cluster {
             return Err(format!("no version {version} in the upgrade path"));
         }
         let _one_at_a_time = self.lifecycle[i].lock().await;
-        if let Ok(mut u) = self.upgrading.lock() {
-            u.insert(i);
+        if let Ok(mut steps) = self.steps.lock() {
+            steps.nodes.insert(i);
         }
-        // A fault killed the node (the step waited for it, but the fault struck again): its
-        // heal restarts it, on the version set here; starting it now would race that heal
-        // (and a power loss's rollback of the disk).
-        let current = self.procs.lock().ok().and_then(|p| p[i].clone());
-        let killed = self.killed.lock().map(|k| k.clone()).unwrap_or_default();
-        let fault_holds_it = current.is_some_and(|p| killed.contains(&p.pid));
-        if !fault_holds_it {
-            self.stop_one(i).await?;
+        let swapped = self.swap_locked(i, version).await;
+        if swapped.is_err() {
+            // No rejoin to wait for: the step is over for this node.
+            self.end_step(i);
         }
-        if let Ok(mut r) = self.running.lock() {
-            r[i] = version;
-        }
-        if !fault_holds_it {
-            self.start(node)?;
-        }
-        Ok(())
+        swapped
     }
 
     async fn await_rejoin(&self, node: &str, timeout: Duration) -> Rejoin {
@@ -588,34 +643,37 @@ impl faultline_nemesis::Cluster for Cluster {
             };
         };
         let mut deadline = Instant::now() + timeout;
+        // A fault may hold the node down for a while; that time does not count, up to the
+        // timeout once more (so a node nobody brings back cannot hold the run forever).
+        let latest = deadline + timeout;
         // However this ends, the step is done with the node: processes started from now on
         // are judged by the crash check again.
-        let release = |pid: Option<i32>| {
-            if let Ok(mut u) = self.upgrading.lock() {
-                u.remove(&i);
-            }
-            if let (Some(pid), Ok(mut p)) = (pid, self.probation.lock()) {
-                p.remove(&pid);
-            }
-        };
+        let release = |_: Option<i32>| self.end_step(i);
         let mut last = Instant::now();
         loop {
             // The node's process now: a fault may kill the new process and its heal start
             // another while this waits. An exit counts only if nobody killed it on purpose.
             let proc = self.procs.lock().ok().and_then(|p| p[i].clone());
-            let killed_by_fault = proc.as_ref().is_some_and(|p| {
+            let killed = proc.as_ref().is_some_and(|p| {
                 self.killed
                     .lock()
                     .map(|k| k.contains(&p.pid))
                     .unwrap_or(false)
             });
+            let heal_pending = self.heal_pending.lock().is_ok_and(|h| h.contains(&i));
+            let killed_by_fault = killed && heal_pending;
+            if killed && !heal_pending && proc.as_ref().is_some_and(|p| !p.is_running()) {
+                // A fault killed it and its heal could not bring it back (the fault's record
+                // says why): nothing to judge the new version by.
+                release(None);
+                return Rejoin::NotRunning(
+                    "a fault took the node down during the step and it was not restarted"
+                        .to_string(),
+                );
+            }
             if killed_by_fault {
-                // Down because of a fault, not the new binary: the time it is held down does
-                // not count against it.
-                deadline += last.elapsed();
-                if let (Some(p), Ok(mut probation)) = (&proc, self.probation.lock()) {
-                    probation.remove(&p.pid);
-                }
+                // Down because of a fault, not the new binary.
+                deadline = (deadline + last.elapsed()).min(latest);
             } else if let Some(status) = proc.as_ref().and_then(NodeProcess::exit_status) {
                 // Its exit is this step's finding: not also a crash.
                 if let (Some(p), Ok(mut seen)) = (&proc, self.crashed_pids.lock()) {
@@ -743,5 +801,130 @@ impl Cluster {
         };
         let (a, b) = (ms(sent)?, ms(received)?);
         Some(node_ms - (a + b) / 2.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_nemesis::Cluster as _;
+    use faultline_targets::httpkv::HttpKvClient;
+
+    /// One node whose versions are real processes: 0 and 1 serve HTTP on the node's client
+    /// port (python3's http.server), 2 refuses to start (prints why, exits 3), 3 does not
+    /// exist. A node has rejoined once its port accepts connections.
+    fn one_node_cluster(dir: &Path) -> Cluster {
+        let spec = node_specs(1, 0, 0, dir).unwrap().remove(0);
+        let port = spec.client_addr.port().to_string();
+        let log = spec.log_path.clone();
+        let launch = |program: &str, args: Vec<String>| Launch {
+            program: PathBuf::from(program),
+            args,
+            env: Vec::new(),
+            log: log.clone(),
+            run_id: "cluster-unit-test".into(),
+            netns: None,
+        };
+        let serve = || {
+            launch(
+                "python3",
+                ["-m", "http.server", &port, "--bind", "127.0.0.1"]
+                    .map(String::from)
+                    .to_vec(),
+            )
+        };
+        let refuse = launch(
+            "sh",
+            vec![
+                "-c".into(),
+                "echo 'fatal: data directory is from a newer version' >&2; exit 3".into(),
+            ],
+        );
+        let missing = launch("/no/such/binary", Vec::new());
+        let info = TargetInfo {
+            client: Client::HttpKv(HttpKvClient::new(vec![spec.clone()]).unwrap()),
+            leader_path: None,
+            status_path: None,
+            stop: (Signal::SIGTERM, Duration::from_secs(2)),
+            readiness: Readiness {
+                http_get: None,
+                tcp: true,
+                leader_path: None,
+                timeout: Duration::from_secs(10),
+            },
+            reports_roles: false,
+        };
+        let net = Net {
+            network: None,
+            proxy: None,
+            clock_files: vec![None],
+            disks: Vec::new(),
+        };
+        let versions = ["a", "b", "refuses", "missing"].map(String::from).to_vec();
+        Cluster::new(
+            vec![spec],
+            vec![vec![serve(), serve(), refuse, missing]],
+            versions,
+            net,
+            info,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upgrade_steps_judge_the_new_process_and_leave_faults_to_their_heals() {
+        let dir = std::env::temp_dir().join(format!("faultline-swap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let c = one_node_cluster(&dir);
+        let patience = Duration::from_secs(10);
+        c.start_all().unwrap();
+        assert_eq!(c.await_rejoin("n1", patience).await, Rejoin::Rejoined);
+
+        // A plain upgrade: the old process is stopped (not a crash), the new one rejoins.
+        c.swap_version("n1", 1).await.unwrap();
+        assert_eq!(c.await_rejoin("n1", patience).await, Rejoin::Rejoined);
+        assert_eq!(c.version_of("n1").as_deref(), Some("b"));
+
+        // A version that refuses to start: the step's finding, with its words, not a crash.
+        c.swap_version("n1", 2).await.unwrap();
+        match c.await_rejoin("n1", patience).await {
+            Rejoin::Exited { status, log_tail } => {
+                assert!(status.contains('3'), "{status}");
+                assert!(log_tail.contains("newer version"), "{log_tail}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        c.swap_version("n1", 1).await.unwrap();
+        assert_eq!(c.await_rejoin("n1", patience).await, Rejoin::Rejoined);
+
+        // A kill during the step (after the swap, before the node rejoined) is the fault's:
+        // the step waits for the heal's restart, on the new version, and judges that.
+        c.swap_version("n1", 0).await.unwrap();
+        c.killed("n1");
+        faultline_nemesis::process::kill(c.process_group("n1").unwrap()).unwrap();
+        let heal = async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            c.restart("n1").await
+        };
+        let (rejoin, healed) = tokio::join!(c.await_rejoin("n1", patience), heal);
+        healed.unwrap();
+        assert_eq!(rejoin, Rejoin::Rejoined);
+        assert_eq!(c.version_of("n1").as_deref(), Some("a"));
+
+        // A step that finds the node killed by a fault leaves the start to the heal; when the
+        // heal cannot start it, the step cannot be judged (and is not a refusal).
+        c.killed("n1");
+        faultline_nemesis::process::kill(c.process_group("n1").unwrap()).unwrap();
+        c.swap_version("n1", 3).await.unwrap();
+        assert!(c.restart("n1").await.is_err());
+        assert!(matches!(
+            c.await_rejoin("n1", patience).await,
+            Rejoin::NotRunning(_)
+        ));
+
+        // None of it was a crash.
+        assert!(c.reap_crashes().is_empty(), "{:?}", c.crashes());
+        c.stop_all();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -546,6 +546,8 @@ fn upgrade_results(u: &UpgradeReport, ops: &[efficacy::OpTimes], clients_end_ns:
     let steps: Vec<Value> = u
         .steps
         .iter()
+        // A step with no node stands for an upgrade that could not run at all.
+        .filter(|s| !s.node.is_empty())
         .map(|s| {
             let from = (s.start_ms * 1e6) as u64;
             let to = (((s.end_ms + AVAILABILITY_AFTER_MS) * 1e6) as u64).min(clients_end_ns);

@@ -115,6 +115,9 @@ pub enum Rejoin {
     Exited { status: String, log_tail: String },
     /// It is running but had not rejoined when the timeout passed.
     TimedOut { log_tail: String },
+    /// It is not running for a reason that has nothing to do with its version (a fault took
+    /// it down and could not bring it back): the step cannot be judged.
+    NotRunning(String),
 }
 
 /// One node replaced, as it happened (times in milliseconds since the test started).
@@ -173,6 +176,10 @@ impl UpgradeStep {
             "not-rejoined" => format!(
                 "{} did not rejoin within the timeout after the {} to {}",
                 self.node, self.direction, self.to_version
+            ),
+            _ if self.node.is_empty() => format!(
+                "the rolling upgrade could not be carried out: {}",
+                self.errors.join("; ")
             ),
             _ => format!(
                 "the {} of {} to {} could not be carried out: {}",
@@ -419,6 +426,7 @@ async fn step<C: Cluster>(
                     s.outcome = "not-rejoined".to_string();
                     s.log_tail = Some(log_tail);
                 }
+                Rejoin::NotRunning(why) => s.errors.push(why),
             }
         }
     }
@@ -440,6 +448,7 @@ async fn step<C: Cluster>(
                     s.from_version,
                     plan.rejoin_timeout.as_secs_f64()
                 ),
+                Rejoin::NotRunning(why) => format!("not restarted on {}: {why}", s.from_version),
             },
         };
         tracing::warn!(node, finding = ?s.finding(), rolled_back = back, "upgrade step failed");

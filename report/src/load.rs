@@ -244,7 +244,7 @@ pub fn load(inputs: &Inputs) -> Result<Run, String> {
         Some(Value::Array(steps)) => upgrade_steps(steps),
         _ => Vec::new(),
     };
-    for f in &faults {
+    for f in faults.iter().chain(&upgrade_steps) {
         end_ns = end_ns.max(f.end_ns.unwrap_or(f.start_ns));
     }
 
