@@ -257,14 +257,30 @@ impl Cluster {
         Ok(())
     }
 
+    /// Node `i`'s process (running or not), as last started.
+    fn current(&self, i: usize) -> Option<NodeProcess> {
+        self.procs.lock().ok().and_then(|p| p[i].clone())
+    }
+
+    /// Whether process `pid` was killed on purpose (by a fault, or stopped by a step).
+    fn was_killed(&self, pid: i32) -> bool {
+        self.killed.lock().is_ok_and(|k| k.contains(&pid))
+    }
+
+    /// Whether a fault's heal is still to restart node `i`.
+    fn heal_is_pending(&self, i: usize) -> bool {
+        self.heal_pending.lock().is_ok_and(|h| h.contains(&i))
+    }
+
     /// The rest of a fault's restart, under the node's lifecycle lock.
     async fn restart_locked(&self, i: usize) -> Result<(), String> {
         let node = &self.nodes[i].name;
         // Started meanwhile by someone else (an upgrade step, another fault's heal): a process
         // that runs and was not killed is the node, up already.
-        let current = self.procs.lock().ok().and_then(|p| p[i].clone());
-        let killed = self.killed.lock().map(|k| k.clone()).unwrap_or_default();
-        if current.is_some_and(|p| p.is_running() && !killed.contains(&p.pid)) {
+        if self
+            .current(i)
+            .is_some_and(|p| p.is_running() && !self.was_killed(p.pid))
+        {
             return Ok(());
         }
         self.await_exit(node).await?;
@@ -276,13 +292,10 @@ impl Cluster {
         // A fault killed the node (the step waited for it, but the fault struck again): its
         // heal restarts it, on the version set here; starting it now would race that heal
         // (and a power loss's rollback of the disk).
-        let held = || {
-            let pending = self.heal_pending.lock().is_ok_and(|h| h.contains(&i));
-            let current = self.procs.lock().ok().and_then(|p| p[i].clone());
-            let killed = self.killed.lock().map(|k| k.clone()).unwrap_or_default();
-            pending && current.is_none_or(|p| !p.is_running() || killed.contains(&p.pid))
-        };
-        let fault_holds_it = held();
+        let fault_holds_it = self.heal_is_pending(i)
+            && self
+                .current(i)
+                .is_none_or(|p| !p.is_running() || self.was_killed(p.pid));
         if !fault_holds_it {
             self.stop_one(i).await?;
         }
@@ -291,7 +304,7 @@ impl Cluster {
         }
         // A kill may also land while the old process is being stopped: then its heal starts
         // the node, not this step.
-        if !fault_holds_it && !self.heal_pending.lock().is_ok_and(|h| h.contains(&i)) {
+        if !fault_holds_it && !self.heal_is_pending(i) {
             self.start(&self.nodes[i].name)?;
         }
         Ok(())
@@ -309,7 +322,7 @@ impl Cluster {
     /// Stops a running node as the target is stopped (resume, its stop signal, SIGKILL after
     /// the grace period) and waits until it is gone. Its exit is not a crash.
     async fn stop_one(&self, i: usize) -> Result<(), String> {
-        let Some(p) = self.procs.lock().ok().and_then(|p| p[i].clone()) else {
+        let Some(p) = self.current(i) else {
             return Ok(());
         };
         if let Ok(mut k) = self.killed.lock() {
@@ -502,7 +515,7 @@ impl Cluster {
     /// so its ports are free and nothing of it still writes to its data directory.
     async fn await_exit(&self, node: &str) -> Result<(), String> {
         if let Some(i) = self.index(node) {
-            let old = self.procs.lock().ok().and_then(|p| p[i].clone());
+            let old = self.current(i);
             let deadline = Instant::now() + Duration::from_secs(10);
             let mut killed_again = false;
             while let Some(p) = old.as_ref().filter(|p| p.is_running()) {
@@ -572,10 +585,9 @@ impl faultline_nemesis::Cluster for Cluster {
         let _one_at_a_time = self.lifecycle[i].lock().await;
         // An upgrade step may have started the node again while this waited for the lock:
         // the power cut hits whatever runs now.
-        let current = self.procs.lock().ok().and_then(|p| p[i].clone());
+        let current = self.current(i);
         if let Some(p) = current.filter(NodeProcess::is_running) {
-            let unkilled = self.killed.lock().is_ok_and(|k| !k.contains(&p.pid));
-            if unkilled {
+            if !self.was_killed(p.pid) {
                 faultline_nemesis::Cluster::killed(self, node);
                 let _ = faultline_nemesis::process::kill(p.pgid);
             }
@@ -657,32 +669,27 @@ impl faultline_nemesis::Cluster for Cluster {
         let latest = deadline + timeout;
         // However this ends, the step is done with the node: processes started from now on
         // are judged by the crash check again.
-        let release = |_: Option<i32>| self.end_step(i);
+        let release = || self.end_step(i);
         let mut last = Instant::now();
         let mut was_held = false;
         loop {
             // The node's process now: a fault may kill the new process and its heal start
             // another while this waits. An exit counts only if nobody killed it on purpose.
-            let proc = self.procs.lock().ok().and_then(|p| p[i].clone());
-            let killed = proc.as_ref().is_some_and(|p| {
-                self.killed
-                    .lock()
-                    .map(|k| k.contains(&p.pid))
-                    .unwrap_or(false)
-            });
-            let heal_pending = self.heal_pending.lock().is_ok_and(|h| h.contains(&i));
+            let proc = self.current(i);
+            let killed = proc.as_ref().is_some_and(|p| self.was_killed(p.pid));
+            let heal_pending = self.heal_is_pending(i);
             let killed_by_fault = killed && heal_pending;
             if killed && !heal_pending && proc.as_ref().is_some_and(|p| !p.is_running()) {
                 // A fault killed it and its heal could not bring it back (the fault's record
                 // says why): nothing to judge the new version by.
-                release(None);
+                release();
                 return Rejoin::NotRunning(
                     "a fault took the node down during the step and it was not restarted"
                         .to_string(),
                 );
             }
             if killed_by_fault && Instant::now() >= latest {
-                release(None);
+                release();
                 return Rejoin::NotRunning(format!(
                     "a fault held the node down for longer than {} s during the step",
                     timeout.as_secs_f64()
@@ -705,7 +712,7 @@ impl faultline_nemesis::Cluster for Cluster {
                 if let (Some(p), Ok(mut seen)) = (&proc, self.crashed_pids.lock()) {
                     seen.insert(p.pid);
                 }
-                release(proc.as_ref().map(|p| p.pid));
+                release();
                 // Give the log a moment: the process may exit before its last line lands.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 return Rejoin::Exited {
@@ -724,11 +731,11 @@ impl faultline_nemesis::Cluster for Cluster {
                 self.client.node_ready(spec, &self.readiness).await
             };
             if rejoined {
-                release(proc.as_ref().map(|p| p.pid));
+                release();
                 return Rejoin::Rejoined;
             }
             if Instant::now() >= deadline {
-                release(proc.as_ref().map(|p| p.pid));
+                release();
                 return Rejoin::TimedOut {
                     log_tail: self.readable_log_tail(node, REFUSAL_LOG_LINES),
                 };

@@ -151,14 +151,7 @@ impl UpgradeSection {
         let to: Vec<PathBuf> = to.iter().map(absolute).collect();
         let from = self.from.as_ref().map(absolute);
         let secs = |key: &str, v: Option<f64>, default: f64, min: f64| {
-            let s = v.unwrap_or(default);
-            if !s.is_finite() || s < min || s > MAX_SECONDS {
-                return Err(format!(
-                    "upgrade.{key}: must be a number of seconds, at least {min} and at most \
-                     {MAX_SECONDS}, got {s}"
-                ));
-            }
-            Ok(Duration::from_secs_f64(s))
+            seconds(&format!("upgrade.{key}"), v, default, min)
         };
         let start = secs("start", self.start, 5.0, 0.0)?;
         if start >= time_limit {
@@ -204,6 +197,17 @@ impl UpgradeConfig {
             rejoin_timeout: Some(self.rejoin_timeout.as_secs_f64()),
         }
     }
+}
+
+/// A duration key in seconds (`default` when left out), between `min` and a week.
+fn seconds(key: &str, v: Option<f64>, default: f64, min: f64) -> Result<Duration, String> {
+    let s = v.unwrap_or(default);
+    if !s.is_finite() || s < min || s > MAX_SECONDS {
+        return Err(format!(
+            "{key}: must be a number of seconds, at least {min} and at most {MAX_SECONDS}, got {s}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(s))
 }
 
 /// A binary named in the test definition must be an executable file.
@@ -529,17 +533,6 @@ impl TestFile {
                 return Err(format!("seed: at most {}, got {seed}", i64::MAX));
             }
         }
-        let seconds =
-            |key: &str, v: Option<f64>, default: f64, min: f64| -> Result<Duration, String> {
-                let s = v.unwrap_or(default);
-                if !s.is_finite() || s < min || s > MAX_SECONDS {
-                    return Err(format!(
-                        "{key}: must be a number of seconds, at least {min} and at most \
-                         {MAX_SECONDS}, got {s}"
-                    ));
-                }
-                Ok(Duration::from_secs_f64(s))
-            };
         let time_limit = seconds("time_limit", self.time_limit, DEFAULT_TIME_LIMIT, 1.0)?;
         let op_timeout = seconds(
             "op_timeout",

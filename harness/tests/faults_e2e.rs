@@ -163,15 +163,7 @@ fn runs_of(name: &str, args: &[&str], seeds: &[&str]) -> (usize, Vec<String>) {
 /// a network namespace behind. (A CI run once found two networks of earlier 5-node runs left
 /// at the start of the clean-up test; this says which run and shows what it printed.)
 fn no_network_left(args: &[&str], out: &std::process::Output) {
-    let list = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    let left: Vec<String> = String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter(|l| l.starts_with("fl-"))
-        .map(str::to_string)
-        .collect();
+    let left = fl_namespaces();
     assert!(
         left.is_empty(),
         "{args:?} left namespaces {left:?}; it printed: {}",

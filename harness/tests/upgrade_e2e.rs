@@ -64,13 +64,7 @@ fn etcd35() -> Option<PathBuf> {
 }
 
 fn no_network_left() {
-    let left: Vec<String> = std::fs::read_dir("/run/netns")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("fl-"))
-        .collect();
+    let left = fl_namespaces();
     assert!(left.is_empty(), "namespaces left: {left:?}");
 }
 

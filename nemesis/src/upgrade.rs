@@ -266,14 +266,16 @@ pub async fn run<C: Cluster>(
     if plan.downgrade && plan.versions.len() > 1 {
         passes.push(("downgrade", 0));
     }
+    // `from`, then where each pass leads.
+    let path = plan
+        .versions
+        .first()
+        .into_iter()
+        .chain(passes.iter().map(|(_, v)| &plan.versions[*v]))
+        .cloned()
+        .collect();
     let mut report = UpgradeReport {
-        path: passes.iter().map(|(_, v)| plan.versions[*v].clone()).fold(
-            plan.versions.first().cloned().into_iter().collect(),
-            |mut p, v| {
-                p.push(v);
-                p
-            },
-        ),
+        path,
         order: plan.order.name().to_string(),
         steps: Vec::new(),
         complete: false,

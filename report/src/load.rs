@@ -411,8 +411,12 @@ fn assign_lanes(ops: &mut [Op]) -> Vec<Vec<u64>> {
     lanes
 }
 
+/// Milliseconds (results.json's unit) as nanoseconds (the history's).
+fn ms_to_ns(v: Option<&Value>) -> Option<u64> {
+    v.and_then(Value::as_f64).map(|ms| (ms * 1e6) as u64)
+}
+
 fn faults_from_results(list: &[Value]) -> Vec<Fault> {
-    let ms_to_ns = |v: Option<&Value>| v.and_then(Value::as_f64).map(|ms| (ms * 1e6) as u64);
     list.iter()
         .filter_map(|f| {
             let start_ns = ms_to_ns(f.get("start_ms"))?;
@@ -441,7 +445,6 @@ fn faults_from_results(list: &[Value]) -> Vec<Fault> {
 /// A rolling upgrade's steps (results.json `upgrade.steps`) as windows like the faults':
 /// `upgrade n2` from the step's start to the node rejoining (or failing to).
 fn upgrade_steps(steps: &[Value]) -> Vec<Fault> {
-    let ms_to_ns = |v: Option<&Value>| v.and_then(Value::as_f64).map(|ms| (ms * 1e6) as u64);
     steps
         .iter()
         .filter_map(|s| {

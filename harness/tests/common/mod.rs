@@ -90,6 +90,19 @@ pub fn wait_for_history(results: &Path, name: &str, patience: std::time::Duratio
     }
 }
 
+/// faultline's network namespaces on this host now (`fl-...`), as `ip netns list` names them.
+pub fn fl_namespaces() -> Vec<String> {
+    let list = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|l| l.starts_with("fl-"))
+        .map(str::to_string)
+        .collect()
+}
+
 /// How many processes have `needle` (a run's folder) in their command line: whatever a
 /// run started — nodes, etcd members, a custom target's commands — names its folder.
 pub fn processes_mentioning(needle: &Path) -> usize {
