@@ -29,6 +29,9 @@ pub struct Net {
     /// Each node's data directory as a FUSE filesystem that can lose power (when
     /// `lose-unfsynced` is on; empty otherwise).
     pub disks: Vec<Mutex<Option<faultline_faultfs::Disk>>>,
+    /// The SSH hosts the nodes run on (node i on host i), if any: then processes, partitions,
+    /// clock files and logs are theirs.
+    pub remote: Option<std::sync::Arc<faultline_remote::Fleet>>,
 }
 
 /// The nodes of a run and their processes.
@@ -249,6 +252,13 @@ impl Cluster {
         self.nodes.iter().position(|n| n.name == node)
     }
 
+    /// The test starts now (outages of SSH hosts are timed from here).
+    pub fn mark_start(&self, start: Instant) {
+        if let Some(f) = &self.net.remote {
+            f.mark_start(start);
+        }
+    }
+
     /// Starts every node.
     pub fn start_all(&self) -> Result<(), String> {
         for n in &self.nodes {
@@ -356,10 +366,17 @@ impl Cluster {
                 format!("{node} was not started: its data directory is not served ({e})")
             })?;
         }
-        std::fs::create_dir_all(&self.nodes[i].data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", self.nodes[i].data_dir.display()))?;
         let version = self.running.lock().map(|r| r[i]).unwrap_or(0);
-        let proc = process::spawn(self.launches[i][version].clone())?;
+        let launch = &self.launches[i][version];
+        let proc = match &self.net.remote {
+            Some(fleet) => off_runtime(|| fleet.spawn(i, node, launch))?,
+            None => {
+                std::fs::create_dir_all(&self.nodes[i].data_dir).map_err(|e| {
+                    format!("cannot create {}: {e}", self.nodes[i].data_dir.display())
+                })?;
+                process::spawn(launch.clone())?
+            }
+        };
         tracing::info!(
             node,
             pid = proc.pid,
@@ -398,7 +415,7 @@ impl Cluster {
             .iter()
             .zip(procs)
             .filter_map(|(n, p)| {
-                p.filter(NodeProcess::is_running)
+                p.filter(|p| p.is_running() && !p.is_remote())
                     .map(|p| (n.name.clone(), p.pid))
             })
             .collect()
@@ -501,7 +518,16 @@ impl Cluster {
         };
         // Lossy: a log is the node's bytes, not necessarily UTF-8; long lines (a stack trace
         // on one line) are cut, control characters escaped.
-        let bytes = std::fs::read(&self.nodes[i].log_path).unwrap_or_default();
+        let bytes = match &self.net.remote {
+            // On its host (until the end of the run, when it is copied here).
+            Some(fleet) => {
+                let remote_log = self.launches[i][0].log.display().to_string();
+                off_runtime(|| fleet.tail(i, &remote_log, 256 << 10))
+                    .or_else(|_| std::fs::read(&self.nodes[i].log_path))
+                    .unwrap_or_default()
+            }
+            None => std::fs::read(&self.nodes[i].log_path).unwrap_or_default(),
+        };
         let text = String::from_utf8_lossy(&bytes);
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..]
@@ -529,7 +555,7 @@ impl Cluster {
                 if !killed_again && deadline - Instant::now() < Duration::from_secs(8) {
                     // The SIGKILL may not have landed (a group that changed, a missed
                     // signal): send it again before giving up.
-                    let _ = faultline_nemesis::process::kill(p.pgid);
+                    let _ = off_runtime(|| p.try_signal(Signal::SIGKILL));
                     killed_again = true;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -562,6 +588,20 @@ impl faultline_nemesis::Cluster for Cluster {
         procs[i].as_ref().filter(|p| p.is_running()).map(|p| p.pgid)
     }
 
+    fn signal_group(&self, node: &str, pgid: i32, signal: Signal) -> Result<(), String> {
+        match self.index(node).and_then(|i| self.current(i)) {
+            // On its host: only through its own handle (the number means nothing here).
+            Some(p) if p.is_remote() => match p.pgid == pgid {
+                true => off_runtime(|| p.try_signal(signal)),
+                // Replaced meanwhile (a restart): the group meant is gone.
+                false => Ok(()),
+            },
+            // Never a local signal to a number that came from a host.
+            _ if self.net.remote.is_some() => Ok(()),
+            _ => faultline_nemesis::process::signal_group(pgid, signal),
+        }
+    }
+
     fn killed(&self, node: &str) {
         let pid = self.index(node).and_then(|i| {
             let procs = self.procs.lock().ok()?;
@@ -589,7 +629,7 @@ impl faultline_nemesis::Cluster for Cluster {
         if let Some(p) = current.filter(NodeProcess::is_running) {
             if !self.was_killed(p.pid) {
                 faultline_nemesis::Cluster::killed(self, node);
-                let _ = faultline_nemesis::process::kill(p.pgid);
+                let _ = off_runtime(|| p.try_signal(Signal::SIGKILL));
             }
         }
         // The process must be gone first: what it writes after the power loss would land on
@@ -746,6 +786,31 @@ impl faultline_nemesis::Cluster for Cluster {
     }
 
     fn partition(&self, grudge: &Grudge) -> Result<(), String> {
+        if let Some(fleet) = &self.net.remote {
+            // Each host drops what arrives from the hosts of the nodes it is cut off from
+            // (from any of their addresses: a peer may dial out from another interface).
+            let blocked: Vec<Vec<String>> = self
+                .nodes
+                .iter()
+                .map(|n| {
+                    let mut list: Vec<String> = grudge
+                        .get(&n.name)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|other| self.index(other))
+                        .flat_map(|j| {
+                            let mut a = fleet.addresses.get(j).cloned().unwrap_or_default();
+                            a.push(self.nodes[j].peer_addr.ip().to_string());
+                            a
+                        })
+                        .collect();
+                    list.sort();
+                    list.dedup();
+                    list
+                })
+                .collect();
+            return off_runtime(|| fleet.partition(blocked));
+        }
         if let Some(network) = &self.net.network {
             // `nft` runs once per node: let the runtime move client tasks off this worker
             // meanwhile (the test runtime is multi-threaded; elsewhere, just run it).
@@ -778,7 +843,13 @@ impl faultline_nemesis::Cluster for Cluster {
         let Some(Some(control)) = self.net.clock_files.get(i) else {
             return Err("clock faults are not set up for this run".to_string());
         };
-        clock::write_offset(control, offset_ms)?;
+        match &self.net.remote {
+            Some(fleet) => {
+                let path = control.display().to_string();
+                off_runtime(|| fleet.set_clock(i, &path, offset_ms))?
+            }
+            None => clock::write_offset(control, offset_ms)?,
+        }
         if !verify {
             return Ok(ClockReading::default());
         }
@@ -807,6 +878,15 @@ impl faultline_nemesis::Cluster for Cluster {
             None if latency.is_zero() && loss == 0.0 => Ok(()),
             None => Err("latency and loss faults need --net proxy".to_string()),
         }
+    }
+}
+
+/// Runs a blocking call (an SSH round trip, `nft`) without holding up the tasks of a
+/// multi-threaded runtime's worker; elsewhere, just runs it.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -892,6 +972,7 @@ mod tests {
             proxy: None,
             clock_files: vec![None],
             disks: Vec::new(),
+            remote: None,
         };
         let versions = ["a", "b", "refuses", "missing"].map(String::from).to_vec();
         Cluster::new(

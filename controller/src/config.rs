@@ -59,6 +59,8 @@ pub struct TestFile {
     pub faults: Option<Vec<PlannedFault>>,
     /// A rolling upgrade during the test (`[upgrade]`).
     pub upgrade: Option<UpgradeSection>,
+    /// Run the nodes on these hosts over SSH (`[hosts]`), one node per host.
+    pub hosts: Option<faultline_remote::HostsSection>,
 }
 
 /// `[upgrade]`: a rolling upgrade run alongside the faults (see `faultline_nemesis::upgrade`).
@@ -263,6 +265,8 @@ pub enum NetBackend {
     /// Nodes on 127.0.0.1 with every peer link relayed by the controller (partitions,
     /// latency, loss; no privileges needed; bundled Raft only).
     Proxy,
+    /// Nodes on SSH hosts, one per host; partitions as nftables rules on each host.
+    Hosts,
 }
 
 impl NetBackend {
@@ -271,6 +275,7 @@ impl NetBackend {
             NetBackend::Loopback => "loopback",
             NetBackend::Netns => "netns",
             NetBackend::Proxy => "proxy",
+            NetBackend::Hosts => "hosts",
         }
     }
 }
@@ -334,6 +339,8 @@ pub struct TestConfig {
     pub replay_of: Option<String>,
     /// A rolling upgrade during the test.
     pub upgrade: Option<UpgradeConfig>,
+    /// The SSH hosts the nodes run on, if any.
+    pub hosts: Option<faultline_remote::HostsConfig>,
 }
 
 pub const DEFAULT_NODES: usize = 5;
@@ -414,6 +421,10 @@ impl TestFile {
             (Some(a), Some(b)) => Some(a.merged(b)),
             (a, b) => b.or(a),
         };
+        let hosts = match (self.hosts, over.hosts) {
+            (Some(a), Some(b)) => Some(a.merged(b)),
+            (a, b) => b.or(a),
+        };
         TestFile {
             name: over.name.or(self.name),
             target: over.target.or(self.target),
@@ -449,6 +460,7 @@ impl TestFile {
             consul,
             faults: over.faults.or(self.faults),
             upgrade,
+            hosts,
         }
     }
 
@@ -505,7 +517,32 @@ impl TestFile {
                 TARGETS.join(", ")
             ));
         }
-        let nodes = self.nodes.unwrap_or(DEFAULT_NODES);
+        let hosts = match &self.hosts {
+            Some(h) => Some(h.resolve()?),
+            None => None,
+        };
+        let nodes = match &hosts {
+            Some(h) => {
+                let n = self.nodes.unwrap_or(h.hosts.len());
+                if n != h.hosts.len() {
+                    return Err(format!(
+                        "nodes: {n}, but hosts names {} hosts (one node per host)",
+                        h.hosts.len()
+                    ));
+                }
+                n
+            }
+            None => self.nodes.unwrap_or(DEFAULT_NODES),
+        };
+        if hosts.is_some() && !["raft", "etcd"].contains(&target.as_str()) {
+            return Err(format!(
+                "hosts: the {target} target cannot run on SSH hosts yet (the bundled Raft and \
+                 etcd can)"
+            ));
+        }
+        if hosts.is_some() && self.upgrade.is_some() {
+            return Err("upgrade: rolling upgrades do not run on SSH hosts yet".to_string());
+        }
         if !(1..=15).contains(&nodes) {
             return Err(format!("nodes: must be between 1 and 15, got {nodes}"));
         }
@@ -656,7 +693,9 @@ impl TestFile {
             }
             None => {
                 let mut d = vec![FaultKind::Partition, FaultKind::Pause, FaultKind::Kill];
+                // On hosts, libfaketime must be on the hosts: known once they are reached.
                 match faultline_nemesis::clock::library() {
+                    _ if hosts.is_some() => d.push(FaultKind::Clock),
                     Ok(_) => d.push(FaultKind::Clock),
                     Err(e) => notes.push(format!("clock faults left out: {e}")),
                 }
@@ -753,9 +792,23 @@ impl TestFile {
                 f.fault
             ));
         }
-        if nemesis.contains(&FaultKind::Clock) {
+        if nemesis.contains(&FaultKind::Clock) && hosts.is_none() {
             if let Err(e) = faultline_nemesis::clock::library() {
                 return Err(format!("nemesis: {e}"));
+            }
+        }
+        if hosts.is_some() {
+            for f in [
+                FaultKind::LoseUnfsynced,
+                FaultKind::Latency,
+                FaultKind::Loss,
+            ] {
+                if nemesis.contains(&f) {
+                    return Err(format!(
+                        "nemesis {f}: not available with nodes on SSH hosts (kill, pause, \
+                         partition and clock are)"
+                    ));
+                }
             }
         }
         let net_requested = self.net.unwrap_or_else(|| "auto".to_string());
@@ -764,6 +817,19 @@ impl TestFile {
             nemesis.contains(&FaultKind::Latency) || nemesis.contains(&FaultKind::Loss);
         let root = nix::unistd::geteuid().is_root();
         let net = match net_requested.as_str() {
+            "auto" | "hosts" if hosts.is_some() => NetBackend::Hosts,
+            other if hosts.is_some() => {
+                return Err(format!(
+                    "net: {other} runs every node on this machine; with hosts, the nodes are on \
+                     their hosts' own network (leave net out, or set it to hosts)"
+                ))
+            }
+            "hosts" => {
+                return Err(
+                    "net: hosts needs the hosts to run on (--hosts, or a [hosts] table)"
+                        .to_string(),
+                )
+            }
             "auto" if wants_degrade => NetBackend::Proxy,
             "auto" if wants_partition && root => NetBackend::Netns,
             "auto" if wants_partition => {
@@ -904,6 +970,7 @@ impl TestFile {
                 Some(u) => Some(u.resolve(time_limit)?),
                 None => None,
             },
+            hosts,
         })
     }
 }
@@ -964,6 +1031,7 @@ impl TestConfig {
             replay_of: self.replay_of.clone(),
             faults: (self.schedule == ScheduleKind::Replay).then(|| self.replay.clone()),
             upgrade: self.upgrade.as_ref().map(UpgradeConfig::to_section),
+            hosts: self.hosts.as_ref().map(|h| h.to_section()),
         }
     }
 

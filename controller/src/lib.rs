@@ -200,6 +200,31 @@ pub struct TestArgs {
     /// Rolling upgrade: seconds after the start before the first node is replaced [default: 5].
     #[arg(long, value_name = "SECONDS")]
     pub upgrade_start: Option<f64>,
+    /// Run the nodes on these hosts over SSH, one node per host: `[user@]address[:port]`,
+    /// separated by commas (or repeated). Uses the system's ssh: your keys, agent and
+    /// ~/.ssh/config. Host keys must be known (see --known-hosts).
+    #[arg(long, value_name = "HOSTS", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// Hosts: the private key to log in with [default: ssh's own].
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// Hosts: the known-hosts file their keys are checked against (strictly, unless the
+    /// [hosts] table says otherwise) [default: ssh's own].
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Hosts: an ssh configuration file to use instead of ~/.ssh/config.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Hosts: where faultline keeps its files on each host [default: /var/lib/faultline].
+    #[arg(long, value_name = "DIR")]
+    pub hosts_dir: Option<String>,
+    /// Hosts: the node binary as installed on the hosts (etcd), instead of uploading the
+    /// local one.
+    #[arg(long, value_name = "PATH")]
+    pub host_binary: Option<String>,
+    /// Hosts: leave the run's files, logs and the uploaded binaries on the hosts.
+    #[arg(long)]
+    pub keep: bool,
     /// Do not write operations to the history (only for measuring the recorder's own cost).
     #[arg(long, hide = true)]
     pub no_record: bool,
@@ -256,7 +281,29 @@ impl TestArgs {
             }),
             faults: None,
             upgrade: self.upgrade_section(),
+            hosts: self.hosts_section(),
         }
+    }
+
+    /// The `[hosts]` keys the flags give, if any.
+    fn hosts_section(&self) -> Option<faultline_remote::HostsSection> {
+        let given = !self.hosts.is_empty()
+            || self.ssh_key.is_some()
+            || self.known_hosts.is_some()
+            || self.ssh_config.is_some()
+            || self.hosts_dir.is_some()
+            || self.host_binary.is_some()
+            || self.keep;
+        given.then(|| faultline_remote::HostsSection {
+            addresses: (!self.hosts.is_empty()).then(|| self.hosts.clone()),
+            key: self.ssh_key.clone(),
+            known_hosts_file: self.known_hosts.clone(),
+            ssh_config: self.ssh_config.clone(),
+            dir: self.hosts_dir.clone(),
+            binary: self.host_binary.clone(),
+            keep: self.keep.then_some(true),
+            ..faultline_remote::HostsSection::default()
+        })
     }
 
     /// The `[upgrade]` keys the flags give, if any.

@@ -138,6 +138,10 @@ pub async fn run(
     if config.net != NetBackend::Loopback {
         eprintln!("  network: {}", config.net.name());
     }
+    if let Some(h) = &config.hosts {
+        let names: Vec<&str> = h.hosts.iter().map(|h| h.name.as_str()).collect();
+        eprintln!("  hosts: {}", names.join(", "));
+    }
     tracing::info!(seed = config.seed, dir = %run_dir.display(), "test starting");
 
     // The network and the cluster.
@@ -145,7 +149,78 @@ pub async fn run(
     let tag = run_tag(&run_id);
     let mut network = None;
     let mut proxy = None;
+    let mut fleet: Option<FleetGuard> = None;
     let specs = match config.net {
+        NetBackend::Hosts => {
+            let hosts = config
+                .hosts
+                .as_ref()
+                .ok_or_else(|| "internal: net hosts without hosts".to_string())?;
+            let ports = target.namespace_ports();
+            let needs = faultline_remote::Needs {
+                nftables: config.nemesis.contains(&FaultKind::Partition),
+                faketime: config.nemesis.contains(&FaultKind::Clock) && !config.nemesis_defaulted,
+                node_binary: match config.target.as_str() {
+                    "raft" => None,
+                    _ => target.binary(),
+                },
+            };
+            let connected = {
+                let (hosts, run_id, tag, names) =
+                    (hosts.clone(), run_id.clone(), tag.clone(), names.clone());
+                tokio::task::spawn_blocking(move || {
+                    faultline_remote::Fleet::connect(&hosts, &run_id, &tag, &names, &needs)
+                })
+                .await
+                .map_err(|e| format!("connecting to the hosts failed: {e}"))??
+            };
+            let connected = FleetGuard(Some(Arc::new(connected)));
+            if let Some(f) = connected.fleet() {
+                let reports = f.reports.lock().map(|r| r.clone()).unwrap_or_default();
+                for r in reports {
+                    eprintln!(
+                        "  host {} ({}): clock {:+.1} ms (± {:.1} ms)",
+                        r.name,
+                        r.node,
+                        r.clock_offset_ms,
+                        r.clock_rtt_ms / 2.0
+                    );
+                    if let Some(w) = &r.warning {
+                        eprintln!("  warning: {w}");
+                        tracing::warn!(host = r.name, "{w}");
+                    }
+                }
+                if config.nemesis.contains(&FaultKind::Clock)
+                    && f.faketime.iter().any(Option::is_none)
+                {
+                    // Only defaulted here (asked-for clock faults were checked on connecting).
+                    config.notes.push(
+                        "clock faults left out: libfaketime is not installed on every host"
+                            .to_string(),
+                    );
+                    config.nemesis.retain(|k| *k != FaultKind::Clock);
+                    eprintln!("  note: clock faults left out: libfaketime is not on every host");
+                }
+            }
+            let mut specs = Vec::new();
+            for (i, (name, host)) in names.iter().zip(&hosts.hosts).enumerate() {
+                let ip = resolve_host(&host.name)?;
+                let dir = connected
+                    .fleet()
+                    .map(|f| f.node_dir(name))
+                    .unwrap_or_default();
+                specs.push(NodeSpec {
+                    name: name.clone(),
+                    id: i as u64 + 1,
+                    client_addr: SocketAddr::new(ip, ports.0),
+                    peer_addr: SocketAddr::new(ip, ports.1),
+                    data_dir: Path::new(&dir).join("data"),
+                    log_path: run_dir.join("nodes").join(format!("{name}.log")),
+                });
+            }
+            fleet = Some(connected);
+            specs
+        }
         NetBackend::Loopback => node_specs(
             config.nodes,
             config.base_port,
@@ -203,7 +278,9 @@ pub async fn run(
             "data directories mounted (lose-unfsynced)"
         );
     }
+    let remote = fleet.as_ref().and_then(FleetGuard::fleet);
     let clock_lib = match config.nemesis.contains(&FaultKind::Clock) {
+        true if remote.is_some() => None,
         true => Some(clock::library()?),
         false => None,
     };
@@ -225,6 +302,12 @@ pub async fn run(
             })
             .collect();
         let control = match &clock_lib {
+            None if remote.is_some() && config.nemesis.contains(&FaultKind::Clock) => {
+                let f = remote.as_ref().ok_or("internal: no hosts")?;
+                let control = format!("{}.faketime", f.node_dir(&spec.name));
+                f.set_clock(i, &control, 0.0)?;
+                Some(std::path::PathBuf::from(control))
+            }
             Some(_) => {
                 let control = run_dir
                     .join("nodes")
@@ -255,6 +338,16 @@ pub async fn run(
             if let (Some(lib), Some(control)) = (&clock_lib, &control) {
                 launch.env.extend(clock::environment(lib, control));
             }
+            if let Some(f) = &remote {
+                // The program, its log and its clock are the host's.
+                launch.program = std::path::PathBuf::from(&f.node_program);
+                launch.log = std::path::PathBuf::from(format!("{}.log", f.node_dir(&spec.name)));
+                if let (Some(Some(lib)), Some(control)) = (f.faketime.get(i), &control) {
+                    launch
+                        .env
+                        .extend(clock::environment(Path::new(lib), control));
+                }
+            }
             per_version.push(launch);
         }
         clock_files.push(control);
@@ -265,6 +358,7 @@ pub async fn run(
         proxy,
         clock_files,
         disks,
+        remote: remote.clone(),
     };
     let client = target.client(specs.clone(), &run_dir.join("client-driver.log"), &run_id)?;
     let info = TargetInfo {
@@ -304,7 +398,22 @@ pub async fn run(
     tracing::info!("nodes stopped");
     // And no namespace either (the guard also covers early returns above).
     drop(network);
+    // The hosts: logs and listings copied back, then nothing of the run left on them.
+    let hosts = match fleet.take() {
+        Some(mut guard) => {
+            let nodes: Vec<(String, std::path::PathBuf)> = cluster
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.log_path.clone()))
+                .collect();
+            tokio::task::spawn_blocking(move || guard.finish(&nodes))
+                .await
+                .unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
     let mut summary = outcome?;
+    summary.hosts = hosts;
     summary.target = target.name();
     summary.target_version = match path.len() {
         1 => target.version(),
@@ -359,6 +468,57 @@ fn upgrade_path(target: &Target, config: &TestConfig) -> Result<Vec<PathStep>, S
         });
     }
     Ok(path)
+}
+
+/// Ends the run on its hosts when dropped, however the run ends (an early return included).
+struct FleetGuard(Option<Arc<faultline_remote::Fleet>>);
+
+impl FleetGuard {
+    fn fleet(&self) -> Option<Arc<faultline_remote::Fleet>> {
+        self.0.clone()
+    }
+
+    /// Copies the nodes' logs (`(node, local log)`) back and cleans the hosts; returns each
+    /// host's report.
+    fn finish(
+        &mut self,
+        nodes: &[(String, std::path::PathBuf)],
+    ) -> Vec<faultline_remote::HostReport> {
+        let Some(fleet) = self.0.take() else {
+            return Vec::new();
+        };
+        for problem in fleet.finish(nodes) {
+            tracing::warn!(problem, "hosts");
+            eprintln!(
+                "  warning: {}",
+                faultline_checker::text::for_terminal(&problem)
+            );
+        }
+        let reports = fleet.reports.lock().map(|r| r.clone()).unwrap_or_default();
+        reports
+    }
+}
+
+impl Drop for FleetGuard {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            let _ = self.finish(&[]);
+        }
+    }
+}
+
+/// A host's address for clients and peers (the first its name resolves to).
+fn resolve_host(name: &str) -> Result<std::net::IpAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+        return Ok(ip);
+    }
+    (name, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("host {name}: cannot resolve it: {e}"))?
+        .next()
+        .map(|a| a.ip())
+        .ok_or_else(|| format!("host {name}: its name resolves to no address"))
 }
 
 /// Deletes a run's network namespaces when dropped, however the run ends.
@@ -431,6 +591,7 @@ async fn drive(
     tracing::info!(leader, "cluster ready");
 
     let start = Instant::now();
+    cluster.mark_start(start);
     let history_path = run_dir.join("history.jsonl");
     // Each node's own view (role, term, leader) over time, for the report's timeline.
     let sampled = cluster.clone();
@@ -486,12 +647,22 @@ async fn drive(
         replay: config.replay.clone(),
         replay_aim: config.replay_aim,
     };
+    // With nodes on SSH hosts, each fault's record also names the hosts it hit.
+    let host_of: Option<std::collections::BTreeMap<String, String>> =
+        config.hosts.as_ref().map(|h| {
+            cluster
+                .nodes
+                .iter()
+                .zip(&h.hosts)
+                .map(|(n, h)| (n.name.clone(), h.name.clone()))
+                .collect()
+        });
     let nemesis = {
         let cluster = cluster.clone();
         let recorder = recorder.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let record = move |f: &str, v: Value| recorder.nemesis(f, v);
+            let record = move |f: &str, v: Value| recorder.nemesis(f, with_hosts(v, &host_of));
             faultline_nemesis::run(cluster.as_ref(), &nemesis_config, start, &record, stop).await
         })
     };
@@ -640,7 +811,33 @@ async fn drive(
         recorded: record,
         not_recovered,
         upgrade,
+        hosts: Vec::new(),
     })
+}
+
+/// A fault's record with `"hosts": {node: host}` for the nodes it names (when nodes run on SSH
+/// hosts).
+fn with_hosts(mut v: Value, host_of: &Option<std::collections::BTreeMap<String, String>>) -> Value {
+    let Some(host_of) = host_of else { return v };
+    let mut named = serde_json::Map::new();
+    let mut add = |node: &str| {
+        if let Some(h) = host_of.get(node) {
+            named.insert(node.to_string(), Value::String(h.clone()));
+        }
+    };
+    if let Some(nodes) = v.get("nodes").and_then(Value::as_array) {
+        nodes.iter().filter_map(Value::as_str).for_each(&mut add);
+    }
+    if let Some(grudge) = v.get("grudge").and_then(Value::as_object) {
+        grudge.keys().for_each(|n| add(n));
+    }
+    if let Some(node) = v.get("node").and_then(Value::as_str) {
+        add(node);
+    }
+    if let (false, Some(obj)) = (named.is_empty(), v.as_object_mut()) {
+        obj.insert("hosts".to_string(), Value::Object(named));
+    }
+    v
 }
 
 /// One line on the terminal per upgrade step, as it ends.

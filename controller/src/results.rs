@@ -45,6 +45,8 @@ pub struct RunSummary {
     pub not_recovered: Option<String>,
     /// What the rolling upgrade did, if there was one.
     pub upgrade: Option<faultline_nemesis::upgrade::UpgradeReport>,
+    /// The SSH hosts the nodes ran on (empty when they ran here).
+    pub hosts: Vec<faultline_remote::HostReport>,
 }
 
 /// The replicas' fingerprints as the report's table shows them: one row per member with its
@@ -443,6 +445,7 @@ pub async fn finish(
         "convergence": summary.convergence,
         "fingerprints": fingerprint_rows(&summary),
         "upgrade": upgrade_json,
+        "hosts": (!summary.hosts.is_empty()).then_some(&summary.hosts),
         "unexpected_exits": cluster.crashes().iter().map(|(n, how)| json!({"node": n, "status": how})).collect::<Vec<_>>(),
         "nodes": cluster.nodes,
         "config": config.to_file(),

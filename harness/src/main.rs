@@ -55,6 +55,9 @@ enum Command {
     /// Closed-loop load generator for `scripts/bench-raft` (bundled Raft or etcd).
     #[command(hide = true)]
     BenchKv(faultline_raft::bench::BenchArgs),
+    /// What faultline runs on a test's SSH hosts (uploaded there by the controller).
+    #[command(hide = true)]
+    Host(faultline_remote::agent::HostArgs),
     /// Serve a directory through the lose-unfsynced filesystem until interrupted (for
     /// `BENCH_FAULTFS=1 scripts/bench-raft`).
     #[command(hide = true)]
@@ -147,6 +150,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Faultfs(args) => finish("faultfs", serve_faultfs(args)),
+        Command::Host(args) => finish(
+            "host",
+            faultline_remote::agent::run(args).map(|()| EXIT_VALID),
+        ),
         Command::BenchKv(args) => match faultline_raft::bench::run_bench(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

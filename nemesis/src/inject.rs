@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::{process, Aim, ClockMode, Cluster, FaultKind, Grudge, Leader, NemesisConfig};
+use nix::sys::signal::Signal;
+
+use crate::{Aim, ClockMode, Cluster, FaultKind, Grudge, Leader, NemesisConfig};
 
 /// A fault as it was applied, for the run's results. It holds everything needed to apply the
 /// same fault again ([`crate::replay::PlannedFault`] is made from it), so a run's `faults` can
@@ -252,10 +254,10 @@ impl<'a, C: Cluster> Injector<'a, C> {
                         continue;
                     };
                     let result = if kind == FaultKind::Pause {
-                        process::pause(pgid)
+                        self.cluster.signal_group(node, pgid, Signal::SIGSTOP)
                     } else {
                         self.cluster.killed(node);
-                        process::kill(pgid)
+                        self.cluster.signal_group(node, pgid, Signal::SIGKILL)
                     };
                     match result {
                         Ok(()) => hit.push(node),
@@ -467,7 +469,9 @@ impl<'a, C: Cluster> Injector<'a, C> {
                 let killed = !matches!(active.fault, Fault::Pause(_));
                 for node in nodes {
                     let result = match (killed, self.cluster.process_group(node)) {
-                        (false, Some(pgid)) => process::resume(pgid),
+                        (false, Some(pgid)) => {
+                            self.cluster.signal_group(node, pgid, Signal::SIGCONT)
+                        }
                         // A paused node that is gone (it crashed meanwhile) is restarted too.
                         _ => self.cluster.restart(node).await,
                     };

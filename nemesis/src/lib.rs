@@ -270,6 +270,17 @@ pub trait Cluster: Send + Sync {
     ) -> impl std::future::Future<Output = Option<Leader>> + Send;
     /// The process group of a running node (every process of the node is in it).
     fn process_group(&self, node: &str) -> Option<i32>;
+    /// Sends `signal` to `pgid`, the node's process group as [`Cluster::process_group`] gave
+    /// it, wherever the node runs (a node on another host has its process group there, not
+    /// here). A group that exited meanwhile is not an error.
+    fn signal_group(
+        &self,
+        _node: &str,
+        pgid: i32,
+        signal: nix::sys::signal::Signal,
+    ) -> Result<(), String> {
+        process::signal_group(pgid, signal)
+    }
     /// Tells the controller a node was killed on purpose (so it is not reported as a crash).
     fn killed(&self, node: &str);
     /// Drops what a killed node's data directory had not made durable (see

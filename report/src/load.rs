@@ -244,6 +244,9 @@ pub fn load(inputs: &Inputs) -> Result<Run, String> {
         Some(Value::Array(steps)) => upgrade_steps(steps),
         _ => Vec::new(),
     };
+    if let Some(Value::Array(hosts)) = results.as_ref().and_then(|r| r.get("hosts")) {
+        notes.extend(host_notes(hosts));
+    }
     for f in faults.iter().chain(&upgrade_steps) {
         end_ns = end_ns.max(f.end_ns.unwrap_or(f.start_ns));
     }
@@ -343,6 +346,49 @@ pub fn load(inputs: &Inputs) -> Result<Run, String> {
         notes,
         links: true,
     })
+}
+
+/// What the report says about SSH hosts: where each node ran and how far its clock was off,
+/// and any host whose clock was too far off or that stopped answering.
+fn host_notes(hosts: &[Value]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let placed: Vec<String> = hosts
+        .iter()
+        .map(|h| {
+            format!(
+                "{} on {} (clock {:+.1} ms ± {:.1} ms)",
+                h["node"].as_str().unwrap_or("?"),
+                h["name"].as_str().unwrap_or("?"),
+                h["clock_offset_ms"].as_f64().unwrap_or(f64::NAN),
+                h["clock_rtt_ms"].as_f64().unwrap_or(f64::NAN) / 2.0
+            )
+        })
+        .collect();
+    notes.push(format!(
+        "nodes ran on SSH hosts: {}; client times are the controller's",
+        placed.join(", ")
+    ));
+    for h in hosts {
+        let name = h["name"].as_str().unwrap_or("?");
+        if let Some(w) = h["warning"].as_str() {
+            notes.push(w.to_string());
+        }
+        for outage in h["unreachable"].as_array().into_iter().flatten() {
+            let from = outage[0].as_f64().unwrap_or(f64::NAN) / 1e3;
+            notes.push(match outage[1].as_f64() {
+                Some(to) => format!(
+                    "host {name} did not answer from {from:.1} s to {:.1} s of the test; its \
+                     faults were healed when it came back",
+                    to / 1e3
+                ),
+                None => format!(
+                    "host {name} stopped answering at {from:.1} s of the test and did not come \
+                     back before the end"
+                ),
+            });
+        }
+    }
+    notes
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {

@@ -38,16 +38,47 @@ pub struct Launch {
     pub netns: Option<PathBuf>,
 }
 
+/// Sends a signal to a process group somewhere else (a node on another host).
+pub type Signaller = Arc<dyn Fn(i32, Signal) -> Result<(), String> + Send + Sync>;
+
 /// A running (or exited) node process.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeProcess {
     pub pid: i32,
     /// Its process group (equal to `pid`: the node leads its own group).
     pub pgid: i32,
     exit: Arc<Mutex<Option<ExitStatus>>>,
+    /// For a process on another host: how to signal it (its pid means nothing here).
+    remote: Option<Signaller>,
+}
+
+impl std::fmt::Debug for NodeProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeProcess")
+            .field("pid", &self.pid)
+            .field("remote", &self.remote.is_some())
+            .field("exit", &self.exit_status())
+            .finish()
+    }
 }
 
 impl NodeProcess {
+    /// A process on another host: `exit` is filled in when it exits there, `signal` reaches
+    /// its process group.
+    pub fn remote(pid: i32, exit: Arc<Mutex<Option<ExitStatus>>>, signal: Signaller) -> Self {
+        NodeProcess {
+            pid,
+            pgid: pid,
+            exit,
+            remote: Some(signal),
+        }
+    }
+
+    /// Whether it runs on another host.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// How it exited, once it has.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.exit.lock().ok().and_then(|s| *s)
@@ -57,10 +88,25 @@ impl NodeProcess {
         self.exit_status().is_none()
     }
 
-    /// Sends `signal` to the node's whole process group.
+    /// Sends `signal` to the node's whole process group (a failure is logged).
     pub fn signal(&self, signal: Signal) {
-        if self.pgid > 1 {
-            let _ = nix::sys::signal::killpg(Pid::from_raw(self.pgid), signal);
+        if let Err(e) = self.try_signal(signal) {
+            tracing::debug!(pid = self.pid, error = e, "signal not delivered");
+        }
+    }
+
+    /// Sends `signal` to the node's whole process group; a group already gone is not an
+    /// error.
+    pub fn try_signal(&self, signal: Signal) -> Result<(), String> {
+        if self.pgid <= 1 {
+            return Err(format!("{} is not a process group", self.pgid));
+        }
+        if let Some(remote) = &self.remote {
+            return remote(self.pgid, signal);
+        }
+        match nix::sys::signal::killpg(Pid::from_raw(self.pgid), signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(format!("cannot signal process group {}: {e}", self.pgid)),
         }
     }
 }
@@ -162,6 +208,7 @@ fn spawn_here(launch: &Launch) -> Result<NodeProcess, String> {
         pid,
         pgid: pid,
         exit,
+        remote: None,
     })
 }
 
