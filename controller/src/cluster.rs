@@ -809,7 +809,15 @@ impl faultline_nemesis::Cluster for Cluster {
                     list
                 })
                 .collect();
-            return off_runtime(|| fleet.partition(blocked));
+            // Only the nodes' own ports: SSH and the clients are never cut.
+            let ports: Vec<u16> = self
+                .nodes
+                .iter()
+                .flat_map(|n| [n.client_addr.port(), n.peer_addr.port()])
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            return off_runtime(|| fleet.partition(blocked, &ports));
         }
         if let Some(network) = &self.net.network {
             // `nft` runs once per node: let the runtime move client tasks off this worker

@@ -200,11 +200,30 @@ pub async fn run(
                     );
                     config.nemesis.retain(|k| *k != FaultKind::Clock);
                     eprintln!("  note: clock faults left out: libfaketime is not on every host");
+                    // test.toml records the faults that really run.
+                    std::fs::write(run_dir.join("test.toml"), config.to_toml()).map_err(|e| {
+                        format!("cannot write {}: {e}", run_dir.join("test.toml").display())
+                    })?;
                 }
             }
             let mut specs = Vec::new();
             for (i, (name, host)) in names.iter().zip(&hosts.hosts).enumerate() {
                 let ip = resolve_host(&host.name)?;
+                // The node listens on this address: it must be the host's own (not a NAT's,
+                // not an ssh-config alias for another machine).
+                let own = connected
+                    .fleet()
+                    .and_then(|f| f.addresses.get(i).cloned())
+                    .unwrap_or_default();
+                if !own.contains(&ip.to_string()) {
+                    return Err(format!(
+                        "host {}: it is {ip} from here, which is not one of its own addresses \
+                         ({}); the node listens on the address clients and peers use, so give \
+                         each host by an address it has",
+                        host.name,
+                        own.join(", ")
+                    ));
+                }
                 let dir = connected
                     .fleet()
                     .map(|f| f.node_dir(name))

@@ -219,7 +219,7 @@ fn clean_here(args: &CleanArgs) -> u8 {
 /// the master sockets in them.
 fn stale_ssh_controls(all: bool) -> Vec<(std::path::PathBuf, Vec<std::path::PathBuf>)> {
     let mut stale = Vec::new();
-    let entries = std::fs::read_dir(faultline_remote::fleet::CONTROL_ROOT);
+    let entries = std::fs::read_dir(faultline_remote::fleet::control_root());
     for e in entries.into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let owner = name

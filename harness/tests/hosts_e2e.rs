@@ -74,6 +74,63 @@ fn assert_host_clean(h: &SshHosts, i: usize, ruleset_before: &str, context: &str
     );
 }
 
+/// Node processes of a run on host `i`: processes in its namespace marked with
+/// `FAULTLINE_REMOTE_RUN`, other than the supervisors.
+fn nodes_on(h: &SshHosts, i: usize) -> Vec<i32> {
+    h.processes_in(i)
+        .into_iter()
+        .filter(|pid| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let marked = environ
+                .split(|&b| b == 0)
+                .any(|v| v.starts_with(b"FAULTLINE_REMOTE_RUN="));
+            let supervisor = String::from_utf8_lossy(&cmdline).contains("supervise");
+            marked && !supervisor
+        })
+        .collect()
+}
+
+/// A controller started in the background, killed if the test fails before it ends.
+struct Controller(Option<std::process::Child>);
+
+impl Controller {
+    fn start(results: &Path, h: &SshHosts, args: &[&str]) -> Controller {
+        let child = common::faultline()
+            .arg("test")
+            .arg("--results-dir")
+            .arg(results)
+            .args(ssh_flags(h))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start faultline test");
+        Controller(Some(child))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            c.kill().expect("SIGKILL the controller");
+            let _ = c.wait();
+        }
+    }
+
+    fn wait(&mut self) -> Output {
+        self.0
+            .take()
+            .expect("a running controller")
+            .wait_with_output()
+            .expect("faultline test")
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 fn walk(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -218,50 +275,41 @@ fn killed_controller_leaves_nothing_after_clean_hosts() {
     let h = hosts("kc");
     let before: Vec<String> = (0..3).map(|i| h.nft_ruleset(i)).collect();
     let results = scratch("killed");
-    let mut child = common::faultline()
-        .arg("test")
-        .arg("--results-dir")
-        .arg(&results)
-        .args(ssh_flags(&h))
-        .args([
+    let mut controller = Controller::start(
+        &results,
+        &h,
+        &[
             "--time-limit",
             "120",
             "--nemesis",
             "partition",
             "--seed",
             "3",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start faultline test");
+        ],
+    );
     common::wait_for_history(&results, "raft-register", Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2));
-    // While it runs: nodes on every host, and the run's table.
+    // While it runs: a node on every host, and the run's table.
     for i in 0..3 {
-        assert!(
-            !h.leftovers_in(i).is_empty(),
-            "no node process on host {i} during the run"
+        assert_eq!(
+            nodes_on(&h, i).len(),
+            1,
+            "host {i}: {:?}",
+            h.leftovers_in(i)
         );
         assert!(
             h.nft_ruleset(i).contains("faultline_"),
             "no faultline table on host {i} during the run"
         );
     }
-    child.kill().expect("SIGKILL the controller");
-    let _ = child.wait();
+    controller.kill();
     // The nodes outlive their controller (a broken control link must not take them down)...
     std::thread::sleep(Duration::from_millis(500));
     for i in 0..3 {
-        assert!(
-            !h.leftovers_in(i).is_empty(),
-            "the node on host {i} died with the controller; its files: {:?}; its log: {}",
-            walk(&h.roots[i]),
-            walk(&h.roots[i])
-                .iter()
-                .filter(|f| f.ends_with(".log") || f.contains("/exits/"))
-                .map(|f| std::fs::read_to_string(f).unwrap_or_default())
-                .collect::<String>()
+        assert_eq!(
+            nodes_on(&h, i).len(),
+            1,
+            "the node on host {i} died with the controller"
         );
     }
     // ... until clean.
@@ -270,7 +318,14 @@ fn killed_controller_leaves_nothing_after_clean_hosts() {
     let out = clean.output().expect("faultline clean");
     let text = format!("{}{}", common::stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("removed run"), "{text}");
+    for a in &h.addresses {
+        // The node and its supervisor.
+        assert!(
+            text.contains(&format!("host {a}: removed run raft-register-"))
+                && text.contains("2 processes killed"),
+            "{text}"
+        );
+    }
     for (i, b) in before.iter().enumerate() {
         assert_host_clean(&h, i, b, "after clean --hosts");
     }
@@ -357,6 +412,15 @@ fn etcd_on_ssh_hosts_with_partitions_and_kills_is_valid() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let etcd = which("etcd").expect("etcd is installed (scripts/install-deps)");
     let h = hosts("et");
+    // A folder of the user's as the hosts' dir, with files of theirs in bin/ and runs/: the
+    // run must leave them alone.
+    for root in &h.roots {
+        for keep in ["shared/bin/keep", "shared/runs/mine/keep", "shared/keep"] {
+            let p = root.join(keep);
+            std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(&p, "the user's").expect("write");
+        }
+    }
     let before: Vec<String> = (0..3).map(|i| h.nft_ruleset(i)).collect();
     let results = scratch("etcd");
     let out = test_run(
@@ -373,6 +437,8 @@ fn etcd_on_ssh_hosts_with_partitions_and_kills_is_valid() {
             "partition,kill,pause",
             "--seed",
             "5",
+            "--hosts-dir",
+            "/var/lib/faultline/shared",
         ],
     );
     let text = stderr(&out);
@@ -388,7 +454,20 @@ fn etcd_on_ssh_hosts_with_partitions_and_kills_is_valid() {
         "n1's etcd log did not come back: {log:.300}"
     );
     for (i, b) in before.iter().enumerate() {
-        assert_host_clean(&h, i, b, "after the etcd run");
+        let files = walk(&h.roots[i]);
+        let ours: Vec<&String> = files
+            .iter()
+            .filter(|f| !f.ends_with("/keep") && !f.ends_with('/'))
+            .collect();
+        assert!(ours.is_empty(), "left on host {i}: {ours:?}");
+        for keep in ["shared/bin/keep", "shared/runs/mine/keep", "shared/keep"] {
+            assert!(
+                h.roots[i].join(keep).is_file(),
+                "host {i}: the user's {keep} is gone"
+            );
+        }
+        assert!(h.leftovers_in(i).is_empty(), "{:?}", h.leftovers_in(i));
+        assert_eq!(&h.nft_ruleset(i), b);
     }
 }
 
@@ -435,33 +514,48 @@ fn a_host_that_stops_answering_is_reported_and_healed_when_it_returns() {
     let h = hosts("ur");
     let before: Vec<String> = (0..3).map(|i| h.nft_ruleset(i)).collect();
     let results = scratch("unreachable");
-    let child = common::faultline()
-        .arg("test")
-        .arg("--results-dir")
-        .arg(&results)
-        .args(ssh_flags(&h))
-        .args([
-            "--time-limit",
-            "35",
-            "--nemesis",
-            "partition,pause",
-            "--schedule",
-            "uniform",
-            "--nemesis-interval",
-            "2",
-            "--seed",
-            "11",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start faultline test");
+    // Host 3 (n3) is cut off from about 5 s to 19 s: a pause and a partition of n3 start and
+    // end while it is away; a kill and restart of n3 come after it is back (its restart must
+    // be the new process, not one the agent before the outage knew).
+    let schedule = results.join("schedule.toml");
+    std::fs::write(
+        &schedule,
+        r#"schedule = "replay"
+nemesis = ["pause", "partition", "kill"]
+replay_aim = "literal"
+
+[[faults]]
+at = 8.0
+heal = 13.0
+fault = "pause"
+nodes = ["n3"]
+
+[[faults]]
+at = 14.0
+heal = 17.0
+fault = "partition"
+grudge = { n1 = ["n3"], n2 = ["n3"], n3 = ["n1", "n2"] }
+
+[[faults]]
+at = 25.0
+heal = 27.0
+fault = "kill"
+nodes = ["n3"]
+"#,
+    )
+    .expect("write the schedule");
+    let schedule = schedule.display().to_string();
+    let mut controller = Controller::start(
+        &results,
+        &h,
+        &["--config", &schedule, "--time-limit", "33", "--seed", "11"],
+    );
     common::wait_for_history(&results, "raft-register", Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(5));
     cut_off(&h, 2, true);
     std::thread::sleep(Duration::from_secs(14));
     cut_off(&h, 2, false);
-    let out = child.wait_with_output().expect("faultline test");
+    let out = controller.wait();
     let text = stderr(&out);
     // Checked like any run (the bundled Raft is correct: valid).
     assert_eq!(out.status.code(), Some(0), "{text}");
@@ -479,6 +573,29 @@ fn a_host_that_stops_answering_is_reported_and_healed_when_it_returns() {
     for other in [0, 1] {
         assert_eq!(r["hosts"][other]["unreachable"], serde_json::json!([]));
     }
+    // The kill after the host came back hit n3's node and the heal started a new one that
+    // the cluster check saw running to the end.
+    let kill = r["faults"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["fault"] == "kill")
+        .cloned()
+        .expect("the kill ran");
+    assert_eq!(kill["errors"], serde_json::json!([]), "{kill}");
+    assert_eq!(check_named(&r, "cluster-health")["verdict"], "valid");
+    // The faults that came while it was away say so.
+    let away: Vec<&serde_json::Value> = r["faults"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["fault"] != "kill")
+        .collect();
+    assert!(
+        away.iter()
+            .any(|f| f["errors"].to_string().contains("unreachable")),
+        "{away:?}"
+    );
     let report =
         std::fs::read_to_string(latest_run(&results).join("report.html")).expect("report.html");
     assert!(

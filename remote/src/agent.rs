@@ -89,6 +89,10 @@ pub struct RunRecord {
     /// `HOSTNAME PID BOOT-ID` of the controller.
     pub controller: String,
     pub started_unix_ms: u128,
+    /// Whether the run's agent still runs (its controller's connection is open), as `host
+    /// runs` found it; not stored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub agent_alive: bool,
 }
 
 /// Runs a `faultline host` subcommand.
@@ -127,9 +131,7 @@ pub fn run(args: HostArgs) -> Result<(), String> {
                 }
             }
             if remove_binaries && list_runs(&dir).is_empty() {
-                let _ = std::fs::remove_dir_all(dir.join("bin"));
-                let _ = std::fs::remove_dir(dir.join("runs"));
-                let _ = std::fs::remove_dir(&dir);
+                remove_binaries_in(&dir);
             }
             match errors.is_empty() {
                 true => Ok(()),
@@ -137,6 +139,27 @@ pub fn run(args: HostArgs) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Removes the binaries faultline uploaded to `dir/bin` (`faultline-<hash>`, `node-<hash>`)
+/// and then the folders if they are empty: never anything else, whatever `dir` is.
+fn remove_binaries_in(dir: &Path) {
+    let ours = |name: &str| {
+        ["faultline-", "node-"].iter().any(|prefix| {
+            name.strip_prefix(prefix)
+                .is_some_and(|hash| hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+    };
+    let bin = dir.join("bin");
+    for e in std::fs::read_dir(&bin).into_iter().flatten().flatten() {
+        if ours(&e.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    // Only if empty: a folder the user keeps other things in stays.
+    let _ = std::fs::remove_dir(&bin);
+    let _ = std::fs::remove_dir(runs_dir(dir));
+    let _ = std::fs::remove_dir(dir);
 }
 
 fn runs_dir(dir: &Path) -> PathBuf {
@@ -163,20 +186,15 @@ fn list_runs(dir: &Path) -> Vec<RunRecord> {
         return runs;
     };
     for e in entries.flatten() {
+        // Only folders with a record faultline wrote (it is written first, when the folder is
+        // made): nothing else under `runs/` is ever taken for a run.
         let record = std::fs::read_to_string(e.path().join("run.json"))
             .ok()
-            .and_then(|t| serde_json::from_str::<RunRecord>(&t).ok());
-        match record {
-            Some(r) => runs.push(r),
-            // A run folder without its record (a controller killed while it was made): still
-            // a run to clean, named by its folder.
-            None => runs.push(RunRecord {
-                run: e.file_name().to_string_lossy().into_owned(),
-                host: String::new(),
-                table: String::new(),
-                controller: String::new(),
-                started_unix_ms: 0,
-            }),
+            .and_then(|t| serde_json::from_str::<RunRecord>(&t).ok())
+            .filter(|r| *r.run == *e.file_name().to_string_lossy());
+        if let Some(mut r) = record {
+            r.agent_alive = agent_of(&e.path(), &r.run).is_some();
+            runs.push(r);
         }
     }
     runs
@@ -190,14 +208,23 @@ fn clean_run(dir: &Path, host: &str, run: &str, keep: bool) -> Result<usize, Str
     let record = std::fs::read_to_string(run_dir.join("run.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<RunRecord>(&t).ok());
+    // The processes carry the host name the run used, which may not be the one given now.
+    let host = record
+        .as_ref()
+        .map(|r| r.host.as_str())
+        .filter(|h| !h.is_empty())
+        .unwrap_or(host);
     kill_agent_of(&run_dir, run);
     let killed = kill_run(run, host);
     let mut errors = Vec::new();
-    if let Some(table) = record.map(|r| r.table).filter(|t| !t.is_empty()) {
-        if nft_path().is_some() {
-            if let Err(e) = nft(&nft_delete_script(&table)) {
-                errors.push(format!("cannot delete nftables table {table}: {e}"));
-            }
+    // Only a table the run made (a run that never partitioned has none).
+    let made_table = run_dir.join(TABLE_MADE).exists();
+    if let Some(table) = record
+        .map(|r| r.table)
+        .filter(|t| !t.is_empty() && made_table)
+    {
+        if let Err(e) = nft(&nft_delete_script(&table)) {
+            errors.push(format!("cannot delete nftables table {table}: {e}"));
         }
     }
     if !keep {
@@ -213,25 +240,30 @@ fn clean_run(dir: &Path, host: &str, run: &str, keep: bool) -> Result<usize, Str
     }
 }
 
-/// Kills the agent recorded in `run_dir/agent.pid` if it is still an agent of `run` (and not
-/// this process).
-fn kill_agent_of(run_dir: &Path, run: &str) {
-    let Some(pid) = std::fs::read_to_string(run_dir.join("agent.pid"))
+/// A file in a run's folder saying the run made its nftables table.
+const TABLE_MADE: &str = "table-made";
+
+/// The pid of the agent recorded in `run_dir/agent.pid`, if it still runs as an agent of
+/// `run` and is not this process.
+fn agent_of(run_dir: &Path, run: &str) -> Option<i32> {
+    let pid = std::fs::read_to_string(run_dir.join("agent.pid"))
         .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-    else {
-        return;
-    };
+        .and_then(|p| p.trim().parse::<i32>().ok())?;
     if pid <= 1 || pid == std::process::id() as i32 {
-        return;
+        return None;
     }
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
     let is_agent = args.windows(2).any(|w| w == [&b"host"[..], &b"agent"[..]])
         && args
             .windows(2)
             .any(|w| w[0] == b"--run" && w[1] == run.as_bytes());
-    if is_agent {
+    is_agent.then_some(pid)
+}
+
+/// Kills the run's recorded agent, if it still runs (and is not this process).
+fn kill_agent_of(run_dir: &Path, run: &str) {
+    if let Some(pid) = agent_of(run_dir, run) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -344,16 +376,9 @@ impl Agent {
     ) -> Result<Agent, String> {
         check_run_id(&run)?;
         let run_dir = runs_dir(&dir).join(&run);
-        for sub in ["exits", "pids"] {
-            std::fs::create_dir_all(run_dir.join(sub))
-                .map_err(|e| format!("cannot create {}: {e}", run_dir.join(sub).display()))?;
-        }
-        // A reconnecting controller starts a new agent; the old one may linger behind a dead
-        // connection: it goes.
-        kill_agent_of(&run_dir, &run);
-        let me = std::process::id().to_string();
-        std::fs::write(run_dir.join("agent.pid"), &me)
-            .map_err(|e| format!("cannot write {}: {e}", run_dir.join("agent.pid").display()))?;
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+        // The record first: `clean` takes only folders that have one for runs.
         let record = run_dir.join("run.json");
         if !record.exists() {
             let r = RunRecord {
@@ -365,11 +390,23 @@ impl Agent {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_millis())
                     .unwrap_or(0),
+                agent_alive: false,
             };
             let text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
-            std::fs::write(&record, text)
+            let tmp = run_dir.join("run.json.tmp");
+            std::fs::write(&tmp, text)
+                .and_then(|()| std::fs::rename(&tmp, &record))
                 .map_err(|e| format!("cannot write {}: {e}", record.display()))?;
         }
+        for sub in ["exits", "pids"] {
+            std::fs::create_dir_all(run_dir.join(sub))
+                .map_err(|e| format!("cannot create {}: {e}", run_dir.join(sub).display()))?;
+        }
+        // A reconnecting controller starts a new agent; the old one may linger behind a dead
+        // connection: it goes.
+        kill_agent_of(&run_dir, &run);
+        std::fs::write(run_dir.join("agent.pid"), std::process::id().to_string())
+            .map_err(|e| format!("cannot write {}: {e}", run_dir.join("agent.pid").display()))?;
         Ok(Agent {
             run,
             host,
@@ -396,7 +433,12 @@ impl Agent {
                 log,
             } => self.start(&node, &program, &args, &env, &data_dir, &log),
             Request::Signal { pgid, signal } => self.signal(pgid, signal).map(|()| json!(null)),
-            Request::Nft { script } => nft(&script).map(|()| json!(null)),
+            Request::Nft { script } => {
+                // Marked before it is made: a table that exists is always one `clean` deletes.
+                std::fs::write(self.run_dir.join(TABLE_MADE), "")
+                    .map_err(|e| format!("cannot mark the run's table: {e}"))?;
+                nft(&script).map(|()| json!(null))
+            }
             Request::Clock { path, offset_ms } => {
                 faultline_nemesis::clock::write_offset(Path::new(&path), offset_ms)
                     .map(|()| json!(null))
@@ -445,7 +487,13 @@ impl Agent {
             *s += 1;
             *s
         };
-        let pid_file = self.run_dir.join("pids").join(format!("{node}-{seq}"));
+        // Named by this agent too: an agent started after a reconnect counts from 1 again, and
+        // must never read an older agent's file for its own start.
+        let pid_file = self
+            .run_dir
+            .join("pids")
+            .join(format!("{node}-{}-{seq}", std::process::id()));
+        let _ = std::fs::remove_file(&pid_file);
         let me = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
         let mut cmd = Command::new(me);
         cmd.arg("host")

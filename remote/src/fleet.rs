@@ -83,43 +83,38 @@ type Waiting = Arc<Mutex<VecDeque<tokio::sync::oneshot::Sender<Result<Value, Str
 
 /// Exit statuses of remote processes, by (host, pid), as the agents report them.
 #[derive(Default)]
-struct Exits {
-    slots: Mutex<HashMap<(usize, i32), ExitSlot>>,
+struct Exits(Mutex<ExitBook>);
+
+#[derive(Default)]
+struct ExitBook {
+    slots: HashMap<(usize, i32), ExitSlot>,
     /// Exits reported before their process was registered (a node that dies at once).
-    early: Mutex<HashMap<(usize, i32), i32>>,
+    early: HashMap<(usize, i32), i32>,
 }
 
 impl Exits {
     fn record(&self, host: usize, pid: i32, raw: i32) {
-        let slot = self
-            .slots
-            .lock()
-            .ok()
-            .and_then(|s| s.get(&(host, pid)).cloned());
-        match slot {
+        let Ok(mut book) = self.0.lock() else { return };
+        match book.slots.get(&(host, pid)) {
             Some(slot) => {
                 if let Ok(mut s) = slot.lock() {
                     s.get_or_insert(ExitStatus::from_raw(raw));
                 }
             }
             None => {
-                if let Ok(mut e) = self.early.lock() {
-                    e.insert((host, pid), raw);
-                }
+                book.early.insert((host, pid), raw);
             }
         }
     }
 
+    /// Under the same lock as `record`: an exit is either early or lands in the slot.
     fn register(&self, host: usize, pid: i32) -> ExitSlot {
-        let early = self
-            .early
-            .lock()
-            .ok()
-            .and_then(|mut e| e.remove(&(host, pid)));
+        let Ok(mut book) = self.0.lock() else {
+            return Arc::new(Mutex::new(None));
+        };
+        let early = book.early.remove(&(host, pid));
         let slot = Arc::new(Mutex::new(early.map(ExitStatus::from_raw)));
-        if let Ok(mut s) = self.slots.lock() {
-            s.insert((host, pid), slot.clone());
-        }
+        book.slots.insert((host, pid), slot.clone());
         slot
     }
 }
@@ -129,7 +124,8 @@ struct Link {
     index: usize,
     host: Host,
     config: HostsConfig,
-    sudo: bool,
+    /// Commands go through `sudo -n` (decided on connecting when the settings do not say).
+    sudo: std::sync::atomic::AtomicBool,
     /// The uploaded faultline on the host.
     agent_binary: String,
     run: String,
@@ -170,11 +166,21 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// (short: a socket path has at most 108 bytes). The pid lets `faultline clean` tell the
 /// folders of dead controllers.
 fn control_dir(what: &str) -> PathBuf {
-    PathBuf::from(CONTROL_ROOT).join(format!("{}-{what}", std::process::id()))
+    control_root().join(format!("{}-{what}", std::process::id()))
 }
 
-/// The parent of every controller's control-socket folder.
-pub const CONTROL_ROOT: &str = "/run/faultline/ssh";
+/// The parent of every controller's control-socket folder: `/run/faultline/ssh` as root,
+/// else `$XDG_RUNTIME_DIR/faultline-ssh` or `/tmp/faultline-ssh-<uid>`.
+pub fn control_root() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/faultline/ssh");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("faultline-ssh"),
+        None => PathBuf::from(format!("/tmp/faultline-ssh-{uid}")),
+    }
+}
 
 impl Fleet {
     /// Connects to every host (all at once), uploads faultline (and the node binary) where it
@@ -196,8 +202,7 @@ impl Fleet {
             _ => None,
         };
         let control_dir = control_dir(run_tag);
-        std::fs::create_dir_all(&control_dir)
-            .map_err(|e| format!("cannot create {}: {e}", control_dir.display()))?;
+        make_private_dir(&control_dir)?;
         let exits = Arc::new(Exits::default());
         let controller = controller_id();
         let table = nft_table(run_tag);
@@ -207,7 +212,7 @@ impl Fleet {
                 index: i,
                 host: host.clone(),
                 config: config.clone(),
-                sudo: config.sudo_for(host),
+                sudo: std::sync::atomic::AtomicBool::new(config.sudo_for(host)),
                 agent_binary: format!("{}/bin/faultline-{}", config.dir, agent_upload.hash),
                 run: run_id.to_string(),
                 table: table.clone(),
@@ -388,13 +393,15 @@ impl Fleet {
 
     /// Makes each host drop what its `blocked` list names (one list per host; empty heals),
     /// all hosts at once. Every host gets its rules even if another fails.
-    pub fn partition(&self, blocked: Vec<Vec<String>>) -> Result<(), String> {
+    pub fn partition(&self, blocked: Vec<Vec<String>>, ports: &[u16]) -> Result<(), String> {
         let links = self.links.clone();
+        let ports = ports.to_vec();
         let results = self.call(async move {
             let mut jobs = Vec::new();
             for (link, list) in links.into_iter().zip(blocked) {
+                let ports = ports.clone();
                 jobs.push(tokio::spawn(async move {
-                    let script = nft_partition_script(&link.table, &list);
+                    let script = nft_partition_script(&link.table, &list, &ports);
                     if let Ok(mut s) = link.nft_script.lock() {
                         *s = Some(script.clone());
                     }
@@ -444,9 +451,27 @@ impl Fleet {
     /// what could not be done.
     pub fn finish(&self, nodes: &[(String, PathBuf)]) -> Vec<String> {
         let mut problems = Vec::new();
+        // A host away right now may be back in a moment: what is left on it is worth the wait.
+        let links = self.links.clone();
+        let _ = self.call(async move {
+            let deadline = Instant::now() + FINISH_PATIENCE;
+            for l in &links {
+                while l.agent.lock().await.is_none() && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
         for (i, (node, local_log)) in nodes.iter().enumerate() {
+            if let Some(dir) = local_log.parent() {
+                if let Err(e) = std::fs::create_dir_all(dir) {
+                    problems.push(format!("cannot create {}: {e}", dir.display()));
+                }
+            }
             let remote_log = format!("{}.log", self.node_dir(node));
-            match self.tail(i, &remote_log, MAX_LOG_BYTES) {
+            let fetched = self.link(i).and_then(|link| {
+                self.call(async move { link.fetch(&remote_log, MAX_LOG_BYTES).await })?
+            });
+            match fetched {
                 Ok(bytes) => {
                     if let Err(e) = std::fs::write(local_log, bytes) {
                         problems.push(format!("cannot write {}: {e}", local_log.display()));
@@ -480,7 +505,11 @@ impl Fleet {
             let mut errors = Vec::new();
             for link in links {
                 if let Err(e) = link.request(Request::Finish { keep }).await {
-                    errors.push(format!("host {}: {e}", link.host.name));
+                    errors.push(format!(
+                        "host {0}: the run could not be ended there ({e}); what is left of it \
+                         goes with `faultline clean --hosts {0}`",
+                        link.host.name
+                    ));
                 }
                 link.close(!keep).await;
             }
@@ -504,6 +533,10 @@ impl Fleet {
 
 /// The longest log copied back from a host (its end).
 const MAX_LOG_BYTES: u64 = 64 << 20;
+/// How long the end of a run waits for a host that is away to come back.
+const FINISH_PATIENCE: Duration = Duration::from_secs(20);
+/// How long copying one file back may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a host's setup found.
 struct Setup {
@@ -602,8 +635,23 @@ impl Link {
             .unwrap_or(0.0)
     }
 
-    /// A new SSH connection (a ControlMaster in the run's control directory).
+    /// A new SSH connection (a ControlMaster in the run's control directory); when neither
+    /// the settings nor the address name the login user, whether it is root is asked.
     async fn connect(&self) -> Result<Arc<Session>, String> {
+        let session = self.connect_master().await?;
+        if self.config.sudo.is_none() && self.config.user_of(&self.host).is_none() {
+            let out = Session::to_command(session.clone(), "id")
+                .arg("-u")
+                .output()
+                .await
+                .map_err(|e| format!("host {}: {e}", self.name()))?;
+            let root = String::from_utf8_lossy(&out.stdout).trim() == "0";
+            self.sudo.store(!root, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(session)
+    }
+
+    async fn connect_master(&self) -> Result<Arc<Session>, String> {
         let mut b = SessionBuilder::default();
         b.known_hosts_check(match self.config.known_hosts {
             KnownHosts::Strict => SshKnownHosts::Strict,
@@ -634,7 +682,7 @@ impl Link {
             b.config_file(f);
         }
         let session = b
-            .connect(&self.host.name)
+            .connect_mux(&self.host.name)
             .await
             .map_err(|e| connect_error(&self.host.name, &e))?;
         Ok(Arc::new(session))
@@ -646,7 +694,7 @@ impl Link {
         session: &Arc<Session>,
         program: &str,
     ) -> openssh::OwningCommand<Arc<Session>> {
-        if self.sudo {
+        if self.sudo.load(std::sync::atomic::Ordering::Relaxed) {
             let mut c = Session::to_command(session.clone(), "sudo");
             c.arg("-n").arg("--").arg(program);
             c
@@ -709,7 +757,7 @@ impl Link {
         }
         if needs.nftables {
             // The run's table, empty, from the start: a partition then only fills its chain.
-            let script = nft_partition_script(&self.table, &[]);
+            let script = nft_partition_script(&self.table, &[], &[]);
             self.request(Request::Nft {
                 script: script.clone(),
             })
@@ -757,8 +805,8 @@ impl Link {
             .command(session, "sh")
             .arg("-c")
             .arg(
-                "umask 077 && mkdir -p \"$1\" && cat > \"$2.part\" && chmod 755 \"$2.part\" \
-                 && mv -f \"$2.part\" \"$2\"",
+                "umask 077 && mkdir -p \"$1\" && cat > \"$2.part.$$\" \
+                 && chmod 755 \"$2.part.$$\" && mv -f \"$2.part.$$\" \"$2\"",
             )
             .arg("sh")
             .arg(format!("{}/bin", self.config.dir))
@@ -886,13 +934,49 @@ impl Link {
         Ok(())
     }
 
+    /// The last `max` bytes of a file on the host, through a channel of its own (a large log
+    /// does not hold up the agent's requests).
+    async fn fetch(self: &Arc<Self>, path: &str, max: u64) -> Result<Vec<u8>, String> {
+        let session = self
+            .session
+            .lock()
+            .await
+            .clone()
+            .ok_or_else(|| format!("host {} is unreachable", self.name()))?;
+        let out = tokio::time::timeout(
+            FETCH_TIMEOUT,
+            self.command(&session, "tail")
+                .arg("-c")
+                .arg(max.to_string())
+                .arg(path)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output(),
+        )
+        .await
+        .map_err(|_| format!("host {}: copying {path} took too long", self.name()))?
+        .map_err(|e| format!("host {}: {e}", self.name()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "host {}: cannot read {path}: {}",
+                self.name(),
+                faultline_targets::sanitize(String::from_utf8_lossy(&out.stderr).trim(), 300)
+            ));
+        }
+        Ok(out.stdout)
+    }
+
     /// One request to the agent.
     async fn request(self: &Arc<Self>, request: Request) -> Result<Value, String> {
-        let rx = {
+        let (rx, generation) = {
             let mut agent = self.agent.lock().await;
             let Some(channel) = agent.as_mut() else {
+                drop(agent);
+                // Down: make sure someone is bringing it back.
+                self.went_down();
                 return Err(format!("host {} is unreachable", self.name()));
             };
+            let generation = channel.generation;
             let (tx, rx) = tokio::sync::oneshot::channel();
             let mut line = serde_json::to_string(&request).map_err(|e| e.to_string())?;
             line.push('\n');
@@ -910,20 +994,18 @@ impl Link {
                 self.went_down();
                 return Err(format!("host {} is unreachable (cannot send)", self.name()));
             }
-            rx
+            (rx, generation)
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => {
                 if e.starts_with("lost the connection") {
-                    *self.agent.lock().await = None;
-                    self.went_down();
+                    self.drop_channel(generation).await;
                 }
                 Err(e)
             }
             Ok(Err(_)) | Err(_) => {
-                *self.agent.lock().await = None;
-                self.went_down();
+                self.drop_channel(generation).await;
                 Err(format!(
                     "host {} did not answer within {} s",
                     self.name(),
@@ -931,6 +1013,17 @@ impl Link {
                 ))
             }
         }
+    }
+
+    /// Gives up agent channel `generation` (not a newer one a reconnect made meanwhile) and
+    /// marks the host down.
+    async fn drop_channel(self: &Arc<Self>, generation: u64) {
+        let mut agent = self.agent.lock().await;
+        if agent.as_ref().is_some_and(|a| a.generation == generation) {
+            *agent = None;
+        }
+        drop(agent);
+        self.went_down();
     }
 
     async fn signal(self: &Arc<Self>, pgid: i32, signal: Signal) -> Result<(), String> {
@@ -981,7 +1074,14 @@ impl Link {
                 if link.closed.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
                 }
-                if link.reconnect().await.is_ok() {
+                if let Err(e) = link.reconnect().await {
+                    tracing::debug!(host = link.name(), error = e, "reconnect failed");
+                }
+                // Up only with a channel and no outage open (what the reconnect sent may
+                // have lost the new channel already).
+                let up = link.agent.lock().await.is_some()
+                    && link.down.lock().is_ok_and(|d| d.is_none());
+                if up {
                     break;
                 }
             }
@@ -993,9 +1093,17 @@ impl Link {
     /// A new connection and agent; then what the host missed: the partition in force and
     /// the resumes that could not be sent.
     async fn reconnect(self: &Arc<Self>) -> Result<(), String> {
+        let closed = || self.closed.load(std::sync::atomic::Ordering::SeqCst);
         let session = self.connect().await?;
+        if closed() {
+            return Err("the run is over".to_string());
+        }
         *self.session.lock().await = Some(session.clone());
         self.start_agent(&session).await?;
+        if closed() {
+            *self.agent.lock().await = None;
+            return Err("the run is over".to_string());
+        }
         if let Ok(mut d) = self.down.lock() {
             *d = None;
         }
@@ -1078,6 +1186,16 @@ impl Link {
             *d = None;
         }
     }
+}
+
+/// A folder only this user can enter (it holds SSH control sockets).
+fn make_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))
 }
 
 fn wall_ns() -> f64 {
@@ -1185,11 +1303,8 @@ pub fn clean_hosts(config: &HostsConfig, all: bool) -> (Vec<String>, Vec<String>
     };
     let tag = format!("clean-{}", std::process::id());
     let control_dir = control_dir("clean");
-    if let Err(e) = std::fs::create_dir_all(&control_dir) {
-        return (
-            Vec::new(),
-            vec![format!("cannot create {}: {e}", control_dir.display())],
-        );
+    if let Err(e) = make_private_dir(&control_dir) {
+        return (Vec::new(), vec![e]);
     }
     let mut jobs = Vec::new();
     for (i, host) in config.hosts.iter().enumerate() {
@@ -1197,7 +1312,7 @@ pub fn clean_hosts(config: &HostsConfig, all: bool) -> (Vec<String>, Vec<String>
             index: i,
             host: host.clone(),
             config: config.clone(),
-            sudo: config.sudo_for(host),
+            sudo: std::sync::atomic::AtomicBool::new(config.sudo_for(host)),
             agent_binary: format!("{}/bin/faultline-{}", config.dir, agent.hash),
             run: tag.clone(),
             table: String::new(),
@@ -1263,6 +1378,31 @@ fn controller_alive_here(id: &str) -> bool {
 }
 
 impl Link {
+    /// The runs on the host (`host runs`).
+    async fn list_runs(
+        &self,
+        session: &Arc<Session>,
+    ) -> Result<Vec<crate::agent::RunRecord>, String> {
+        let out = self
+            .command(session, &self.agent_binary)
+            .arg("host")
+            .arg("runs")
+            .arg("--dir")
+            .arg(&self.config.dir)
+            .output()
+            .await
+            .map_err(|e| format!("host {}: {e}", self.name()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "host {}: cannot list runs: {}",
+                self.name(),
+                faultline_targets::sanitize(String::from_utf8_lossy(&out.stderr).trim(), 400)
+            ));
+        }
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("host {}: cannot read the run list: {e}", self.name()))
+    }
+
     async fn clean(self: &Arc<Self>, agent: &Upload, all: bool) -> Result<Vec<String>, String> {
         let session = self.connect().await?;
         let result = self.clean_on(&session, agent, all).await;
@@ -1289,30 +1429,31 @@ impl Link {
             return Ok(vec![format!("host {}: nothing to clean", self.name())]);
         }
         self.upload(session, agent, &self.agent_binary).await?;
-        let out = self
-            .command(session, &self.agent_binary)
-            .arg("host")
-            .arg("runs")
-            .arg("--dir")
-            .arg(&self.config.dir)
-            .output()
-            .await
-            .map_err(|e| format!("host {}: {e}", self.name()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "host {}: cannot list runs: {}",
-                self.name(),
-                faultline_targets::sanitize(String::from_utf8_lossy(&out.stderr).trim(), 400)
-            ));
+        let mut runs = self.list_runs(session).await?;
+        // A controller that just died: its agent ends as soon as the connection closes.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all
+            && Instant::now() < deadline
+            && runs
+                .iter()
+                .any(|r| r.agent_alive && !controller_alive_here(&r.controller))
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            runs = self.list_runs(session).await?;
         }
-        let runs: Vec<crate::agent::RunRecord> = serde_json::from_slice(&out.stdout)
-            .map_err(|e| format!("host {}: cannot read the run list: {e}", self.name()))?;
         let mut lines = Vec::new();
         let mut chosen = Vec::new();
         for r in runs {
-            if !all && controller_alive_here(&r.controller) {
+            let why_alive = if controller_alive_here(&r.controller) {
+                Some("its controller still runs")
+            } else if r.agent_alive {
+                Some("a controller is still connected to it, from another machine?")
+            } else {
+                None
+            };
+            if let (false, Some(why)) = (all, why_alive) {
                 lines.push(format!(
-                    "host {}: run {} left alone (its controller still runs; --all takes it too)",
+                    "host {}: run {} left alone ({why}; --all takes it too)",
                     self.name(),
                     faultline_targets::sanitize(&r.run, 200)
                 ));

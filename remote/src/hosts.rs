@@ -100,10 +100,18 @@ impl HostsSection {
             .dir
             .clone()
             .unwrap_or_else(|| "/var/lib/faultline".to_string());
-        if !dir.starts_with('/') || dir.len() < 2 || dir.contains("..") || dir.contains('\n') {
+        let trimmed = dir.trim_end_matches('/');
+        let parts: Vec<&str> = trimmed.split('/').skip(1).collect();
+        let plain = dir.starts_with('/')
+            && !parts.is_empty()
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && *p != "." && *p != "..")
+            && !dir.chars().any(char::is_control);
+        if !plain {
             return Err(format!(
-                "hosts.dir: {dir:?} must be an absolute path without '..' (faultline removes \
-                 what it made under it)"
+                "hosts.dir: {dir:?} must be an absolute path below / with no empty, '.' or '..' \
+                 parts (faultline keeps its files under it and removes what it made there)"
             ));
         }
         if let Some(b) = &self.binary {
@@ -128,7 +136,7 @@ impl HostsSection {
             known_hosts_file: self.known_hosts_file.clone(),
             ssh_config: self.ssh_config.clone(),
             sudo: self.sudo,
-            dir: dir.trim_end_matches('/').to_string(),
+            dir: trimmed.to_string(),
             binary: self.binary.clone(),
             keep: self.keep.unwrap_or(false),
             clock_warn: Duration::from_secs_f64(clock_warn_ms / 1e3),
@@ -345,11 +353,13 @@ mod tests {
             ..section.clone()
         };
         assert!(err(policy).contains("hosts.known_hosts"));
-        let dir = HostsSection {
-            dir: Some("relative".into()),
-            ..section.clone()
-        };
-        assert!(err(dir).contains("hosts.dir"));
+        for bad in ["relative", "/", "//", "/usr/.", "/a//b", "/a/../b"] {
+            let dir = HostsSection {
+                dir: Some(bad.into()),
+                ..section.clone()
+            };
+            assert!(err(dir).contains("hosts.dir"), "{bad:?} accepted");
+        }
         let key = HostsSection {
             key: Some("/nonexistent/key".into()),
             ..section

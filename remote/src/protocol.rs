@@ -83,22 +83,30 @@ pub fn nft_table(run_tag: &str) -> String {
     format!("faultline_{run_tag}")
 }
 
-/// The script that makes `table` drop everything from `blocked` arriving at the host (an
-/// empty list heals). Adding the table and chain first makes it work whether or not they
-/// exist; the whole script is one transaction.
-pub fn nft_partition_script(table: &str, blocked: &[String]) -> String {
+/// The script that makes `table` drop what arrives at the host from `blocked` to or from the
+/// nodes' `ports` (an empty list heals). Only the nodes' traffic: SSH, and whatever else the
+/// hosts say to each other, still flows. Adding the table and chain first makes it work
+/// whether or not they exist; the whole script is one transaction.
+pub fn nft_partition_script(table: &str, blocked: &[String], ports: &[u16]) -> String {
     let mut script = format!(
         "add table inet {table}\n\
          add chain inet {table} input {{ type filter hook input priority filter - 10; policy accept; }}\n\
          flush chain inet {table} input\n"
     );
     let (v6, v4): (Vec<&String>, Vec<&String>) = blocked.iter().partition(|a| a.contains(':'));
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     for (family, list) in [("ip", v4), ("ip6", v6)] {
-        if !list.is_empty() {
-            let list: Vec<&str> = list.iter().map(|s| s.as_str()).collect();
+        if list.is_empty() || ports.is_empty() {
+            continue;
+        }
+        let list: Vec<&str> = list.iter().map(|s| s.as_str()).collect();
+        // Connections to this host's node, and answers to the ones it makes.
+        for direction in ["dport", "sport"] {
             script.push_str(&format!(
-                "add rule inet {table} input {family} saddr {{ {} }} drop\n",
-                list.join(", ")
+                "add rule inet {table} input {family} saddr {{ {} }} meta l4proto {{ tcp, udp }} \
+                 th {direction} {{ {} }} drop\n",
+                list.join(", "),
+                ports.join(", ")
             ));
         }
     }
@@ -116,11 +124,19 @@ mod tests {
 
     #[test]
     fn partition_scripts_are_one_table_of_our_own() {
-        let s = nft_partition_script("faultline_ab12", &["10.0.0.3".into(), "fd00::3".into()]);
-        assert!(s.contains("add rule inet faultline_ab12 input ip saddr { 10.0.0.3 } drop"));
-        assert!(s.contains("add rule inet faultline_ab12 input ip6 saddr { fd00::3 } drop"));
+        let s = nft_partition_script(
+            "faultline_ab12",
+            &["10.0.0.3".into(), "fd00::3".into()],
+            &[7001, 7002],
+        );
+        assert!(s.contains(
+            "add rule inet faultline_ab12 input ip saddr { 10.0.0.3 } meta l4proto { tcp, udp } \
+             th dport { 7001, 7002 } drop"
+        ));
+        assert!(s.contains("ip saddr { 10.0.0.3 } meta l4proto { tcp, udp } th sport"));
+        assert!(s.contains("ip6 saddr { fd00::3 }"));
         assert!(s.lines().all(|l| l.contains("inet faultline_ab12")));
-        let heal = nft_partition_script("faultline_ab12", &[]);
+        let heal = nft_partition_script("faultline_ab12", &[], &[7001, 7002]);
         assert!(heal.ends_with("flush chain inet faultline_ab12 input\n"));
         let json = serde_json::to_string(&Request::Signal { pgid: 7, signal: 9 }).unwrap();
         assert_eq!(json, r#"{"op":"signal","pgid":7,"signal":9}"#);
