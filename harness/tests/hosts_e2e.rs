@@ -608,3 +608,49 @@ nodes = ["n3"]
         assert_host_clean(&h, i, b, "after a host came back");
     }
 }
+
+#[test]
+fn ctrl_c_ends_the_run_on_every_host() {
+    use std::os::unix::process::CommandExt as _;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let h = hosts("cc");
+    let before: Vec<String> = (0..3).map(|i| h.nft_ruleset(i)).collect();
+    let results = scratch("ctrl-c");
+    // As a terminal does it: SIGINT to the controller's whole process group.
+    let child = common::faultline()
+        .arg("test")
+        .arg("--results-dir")
+        .arg(&results)
+        .args(ssh_flags(&h))
+        .args(["--time-limit", "120", "--nemesis", "partition,pause", "--seed", "4"])
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start faultline test");
+    let mut controller = Controller(Some(child));
+    common::wait_for_history(&results, "raft-register", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(4));
+    let pgid = controller.0.as_ref().map(|c| c.id() as i32).expect("running");
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::SIGINT)
+        .expect("SIGINT");
+    let out = controller.wait();
+    let text = stderr(&out);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "{:?}\n{text}",
+        out.status
+    );
+    let r = latest(&results);
+    assert_eq!(r["interrupted"], true, "{text}");
+    // The SSH connections outlived the Ctrl-C: no host counted as away, logs came back.
+    for host in r["hosts"].as_array().expect("hosts") {
+        assert_eq!(host["unreachable"], serde_json::json!([]), "{text}");
+    }
+    let log = std::fs::read_to_string(latest_run(&results).join("nodes/n2.log"))
+        .unwrap_or_default();
+    assert!(log.contains("node started"), "{log:.300}");
+    for (i, b) in before.iter().enumerate() {
+        assert_host_clean(&h, i, b, "after Ctrl-C");
+    }
+}
