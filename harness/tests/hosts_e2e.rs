@@ -622,7 +622,14 @@ fn ctrl_c_ends_the_run_on_every_host() {
         .arg("--results-dir")
         .arg(&results)
         .args(ssh_flags(&h))
-        .args(["--time-limit", "120", "--nemesis", "partition,pause", "--seed", "4"])
+        .args([
+            "--time-limit",
+            "120",
+            "--nemesis",
+            "partition,pause",
+            "--seed",
+            "4",
+        ])
         .process_group(0)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -631,7 +638,11 @@ fn ctrl_c_ends_the_run_on_every_host() {
     let mut controller = Controller(Some(child));
     common::wait_for_history(&results, "raft-register", Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(4));
-    let pgid = controller.0.as_ref().map(|c| c.id() as i32).expect("running");
+    let pgid = controller
+        .0
+        .as_ref()
+        .map(|c| c.id() as i32)
+        .expect("running");
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::SIGINT)
         .expect("SIGINT");
     let out = controller.wait();
@@ -647,8 +658,8 @@ fn ctrl_c_ends_the_run_on_every_host() {
     for host in r["hosts"].as_array().expect("hosts") {
         assert_eq!(host["unreachable"], serde_json::json!([]), "{text}");
     }
-    let log = std::fs::read_to_string(latest_run(&results).join("nodes/n2.log"))
-        .unwrap_or_default();
+    let log =
+        std::fs::read_to_string(latest_run(&results).join("nodes/n2.log")).unwrap_or_default();
     assert!(log.contains("node started"), "{log:.300}");
     for (i, b) in before.iter().enumerate() {
         assert_host_clean(&h, i, b, "after Ctrl-C");
