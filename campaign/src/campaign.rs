@@ -390,6 +390,13 @@ pub fn run(args: CampaignArgs, write_report: fn(&Path)) -> Result<Outcome, Strin
     if parallel == 0 || parallel > 64 {
         return Err(format!("{source}: between 1 and 64, got {parallel}"));
     }
+    if parallel > 1 && cells.iter().any(|c| c.test.hosts.is_some()) {
+        return Err(
+            "--parallel above 1 with hosts: two runs would share the hosts (their ports, and \
+             each other's partitions); use --parallel 1"
+                .to_string(),
+        );
+    }
     if parallel > 1 && cells.iter().any(|c| c.test.base_port.unwrap_or(0) != 0) {
         return Err(
             "--parallel above 1 with a fixed base_port: two runs would take the same \

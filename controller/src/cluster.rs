@@ -252,6 +252,20 @@ impl Cluster {
         self.nodes.iter().position(|n| n.name == node)
     }
 
+    /// How far node `i`'s host's clock is from the controller's (0 for a node here).
+    fn host_clock_offset_ms(&self, i: usize) -> f64 {
+        self.net
+            .remote
+            .as_ref()
+            .and_then(|f| {
+                f.reports
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.get(i).map(|h| h.clock_offset_ms))
+            })
+            .unwrap_or(0.0)
+    }
+
     /// The test starts now (outages of SSH hosts are timed from here).
     pub fn mark_start(&self, start: Instant) {
         if let Some(f) = &self.net.remote {
@@ -284,6 +298,27 @@ impl Cluster {
 
     /// The rest of a fault's restart, under the node's lifecycle lock.
     async fn restart_locked(&self, i: usize) -> Result<(), String> {
+        // A host that is away is waited for (it is reconnected to every second): a heal that
+        // gave up would leave the node down for the rest of the run.
+        let deadline = Instant::now() + HOST_PATIENCE;
+        loop {
+            match self.restart_once(i).await {
+                Err(e)
+                    if self.net.remote.is_some() && host_away(&e) && Instant::now() < deadline =>
+                {
+                    tracing::info!(
+                        node = self.nodes[i].name,
+                        error = e,
+                        "heal waits for its host"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn restart_once(&self, i: usize) -> Result<(), String> {
         let node = &self.nodes[i].name;
         // Started meanwhile by someone else (an upgrade step, another fault's heal): a process
         // that runs and was not killed is the node, up already.
@@ -867,6 +902,9 @@ impl faultline_nemesis::Cluster for Cluster {
         let mut last = None;
         while Instant::now() < deadline {
             if let Some(measured) = self.clock_offset_ms(i).await {
+                // On a host, less the host's own offset from the controller: what the fault
+                // added is what is compared.
+                let measured = measured - self.host_clock_offset_ms(i);
                 last = Some(measured);
                 if (measured - offset_ms).abs() < CLOCK_TOLERANCE_MS {
                     break;
@@ -896,6 +934,22 @@ fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
     }
+}
+
+/// How long a heal waits for the host of its node to come back.
+const HOST_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Whether an error says the node's host is away (rather than the node refusing to start);
+/// a kill that could not reach the host leaves its process to exit once it does.
+fn host_away(e: &str) -> bool {
+    [
+        "is unreachable",
+        "did not answer",
+        "lost the connection",
+        "has not exited",
+    ]
+    .iter()
+    .any(|w| e.contains(w))
 }
 
 /// Longest log line kept in a log tail.

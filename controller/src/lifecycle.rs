@@ -90,7 +90,8 @@ pub async fn run(
         faultline_nemesis::net::can_create()?;
     }
     let target = Target::from_config(&config)?;
-    if config.nemesis.contains(&FaultKind::Clock) {
+    // On hosts, the node binary is checked there (libfaketime), not here.
+    if config.nemesis.contains(&FaultKind::Clock) && config.hosts.is_none() {
         if let Err(e) = clock::check_binary(&target.node_program()) {
             // Asked for: refuse. Only defaulted: test the rest, and say why clock is missing
             // (test.toml then records the faults that really ran).
@@ -169,7 +170,10 @@ pub async fn run(
                 let (hosts, run_id, tag, names) =
                     (hosts.clone(), run_id.clone(), tag.clone(), names.clone());
                 tokio::task::spawn_blocking(move || {
-                    faultline_remote::Fleet::connect(&hosts, &run_id, &tag, &names, &needs)
+                    // The run's id on the hosts has the tag too (it hashes this process's id): two
+                    // runs started in one second from different results folders differ.
+                    let remote_id = format!("{run_id}-{tag}");
+                    faultline_remote::Fleet::connect(&hosts, &remote_id, &tag, &names, &needs)
                 })
                 .await
                 .map_err(|e| format!("connecting to the hosts failed: {e}"))??
@@ -298,6 +302,14 @@ pub async fn run(
         );
     }
     let remote = fleet.as_ref().and_then(FleetGuard::fleet);
+    let host_version = remote
+        .as_ref()
+        .and_then(|f| f.node_versions.iter().flatten().next().cloned())
+        .map(|v| {
+            v.strip_prefix("etcd Version: ")
+                .map(str::to_string)
+                .unwrap_or(v)
+        });
     let clock_lib = match config.nemesis.contains(&FaultKind::Clock) {
         true if remote.is_some() => None,
         true => Some(clock::library()?),
@@ -435,7 +447,8 @@ pub async fn run(
     summary.hosts = hosts;
     summary.target = target.name();
     summary.target_version = match path.len() {
-        1 => target.version(),
+        // The hosts' own binary says what it is there.
+        1 => host_version.or_else(|| target.version()),
         _ => path.first().map(|p| p.version.clone()),
     };
     results::finish(&config, &run_dir, &cluster, summary, write_report).await
@@ -1055,7 +1068,8 @@ fn spawn_signal_handler(
         // signal); anything else left is for `faultline clean`.
         either(&mut int, &mut term).await;
         eprintln!(
-            "\n  interrupted again: exiting now; run `faultline clean` to remove what is left"
+            "\n  interrupted again: exiting now; run `faultline clean` (with --hosts HOSTS for \
+             nodes on SSH hosts, which keep running) to remove what is left"
         );
         std::process::exit(130);
     });

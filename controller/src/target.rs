@@ -123,8 +123,17 @@ impl Target {
                             .to_string(),
                     );
                 }
-                let binary = etcd::find_binary(from.as_deref().or(config.etcd.binary.as_deref()))?;
-                let version = etcd::version(&binary)?;
+                // The hosts' own etcd (`hosts.binary`) is asked for its version there.
+                let on_hosts = config.hosts.as_ref().and_then(|h| h.binary.clone());
+                let (binary, version) = match on_hosts {
+                    Some(b) => (PathBuf::from(b), "on the hosts".to_string()),
+                    None => {
+                        let binary =
+                            etcd::find_binary(from.as_deref().or(config.etcd.binary.as_deref()))?;
+                        let version = etcd::version(&binary)?;
+                        (binary, version)
+                    }
+                };
                 Ok(Target::Etcd {
                     opts: etcd::EtcdOptions {
                         binary,

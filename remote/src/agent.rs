@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::protocol::{
-    nft_delete_script, Hello, ListedFile, Message, Request, HOST_ENV, REMOTE_RUN_ENV,
+    nft_delete_script, Hello, ListedFile, Message, Request, HOST_ENV, NODE_ENV, REMOTE_RUN_ENV,
 };
 
 #[derive(Debug, clap::Args)]
@@ -144,22 +144,30 @@ pub fn run(args: HostArgs) -> Result<(), String> {
 /// Removes the binaries faultline uploaded to `dir/bin` (`faultline-<hash>`, `node-<hash>`)
 /// and then the folders if they are empty: never anything else, whatever `dir` is.
 fn remove_binaries_in(dir: &Path) {
+    // `faultline-<hash>`, `node-<hash>`, and what an interrupted upload left
+    // (`<name>.part.<pid>`).
     let ours = |name: &str| {
+        let name = match name.split_once(".part.") {
+            Some((n, pid)) if !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()) => n,
+            Some(_) => return false,
+            None => name,
+        };
         ["faultline-", "node-"].iter().any(|prefix| {
             name.strip_prefix(prefix)
                 .is_some_and(|hash| hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()))
         })
     };
+    // A binary another run is executing right now (uploaded, its agent not yet started) stays.
     let bin = dir.join("bin");
     for e in std::fs::read_dir(&bin).into_iter().flatten().flatten() {
         if ours(&e.file_name().to_string_lossy()) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    // Only if empty: a folder the user keeps other things in stays.
+    // Only if empty: a folder the user keeps other things in stays (and `dir` itself is the
+    // user's choice: it stays).
     let _ = std::fs::remove_dir(&bin);
     let _ = std::fs::remove_dir(runs_dir(dir));
-    let _ = std::fs::remove_dir(dir);
 }
 
 fn runs_dir(dir: &Path) -> PathBuf {
@@ -240,6 +248,31 @@ fn clean_run(dir: &Path, host: &str, run: &str, keep: bool) -> Result<usize, Str
     }
 }
 
+/// Nodes this run started that are gone without an exit file (the host rebooted, their
+/// supervisor was killed): their exit is recorded as a SIGKILL, so the controller does not
+/// take them for running.
+fn record_lost_exits(run_dir: &Path, run: &str) {
+    let marker = format!("{REMOTE_RUN_ENV}={run}");
+    for e in std::fs::read_dir(run_dir.join("pids"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Some(pid) = std::fs::read_to_string(e.path())
+            .ok()
+            .and_then(|t| t.trim().strip_prefix("pid ")?.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let exit = run_dir.join("exits").join(pid.to_string());
+        let alive = std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()));
+        if !alive && !exit.exists() {
+            let _ = std::fs::write(&exit, "9");
+        }
+    }
+}
+
 /// A file in a run's folder saying the run made its nftables table.
 const TABLE_MADE: &str = "table-made";
 
@@ -300,6 +333,41 @@ fn run_processes(run: &str, host: &str) -> Vec<(i32, i32)> {
         }
     }
     found
+}
+
+/// SIGKILLs what still runs of `node` of `run` on `host` and waits up to 5 s for it to go.
+fn kill_node(run: &str, host: &str, node: &str) {
+    let want = format!("{NODE_ENV}={node}");
+    let marked = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == want.as_bytes()))
+    };
+    let of_node = || -> Vec<(i32, i32)> {
+        run_processes(run, host)
+            .into_iter()
+            .filter(|(pid, _)| marked(*pid))
+            .collect()
+    };
+    let procs = of_node();
+    if procs.is_empty() {
+        return;
+    }
+    for (pid, pgid) in &procs {
+        if *pgid > 1 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(*pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !of_node().is_empty() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// SIGKILLs every process of `run` on `host` (their groups too) and waits up to 5 s for them
@@ -380,6 +448,18 @@ impl Agent {
             .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
         // The record first: `clean` takes only folders that have one for runs.
         let record = run_dir.join("run.json");
+        if let Some(other) = std::fs::read_to_string(&record)
+            .ok()
+            .and_then(|t| serde_json::from_str::<RunRecord>(&t).ok())
+            .filter(|r| r.controller != controller || r.host != host)
+        {
+            return Err(format!(
+                "{} is another run's (controller {}, host {}); not taken over",
+                run_dir.display(),
+                other.controller,
+                other.host
+            ));
+        }
         if !record.exists() {
             let r = RunRecord {
                 run: run.clone(),
@@ -405,6 +485,7 @@ impl Agent {
         // A reconnecting controller starts a new agent; the old one may linger behind a dead
         // connection: it goes.
         kill_agent_of(&run_dir, &run);
+        record_lost_exits(&run_dir, &run);
         std::fs::write(run_dir.join("agent.pid"), std::process::id().to_string())
             .map_err(|e| format!("cannot write {}: {e}", run_dir.join("agent.pid").display()))?;
         Ok(Agent {
@@ -494,6 +575,10 @@ impl Agent {
             .join("pids")
             .join(format!("{node}-{}-{seq}", std::process::id()));
         let _ = std::fs::remove_file(&pid_file);
+        // The controller starts a node only when it believes it down: whatever of it still
+        // runs (a start whose answer was lost with the connection) goes first, or it would
+        // hold the ports and escape every fault.
+        kill_node(&self.run, &self.host, node);
         let me = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
         let mut cmd = Command::new(me);
         cmd.arg("host")
@@ -508,6 +593,7 @@ impl Agent {
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env(REMOTE_RUN_ENV, &self.run)
             .env(HOST_ENV, &self.host)
+            .env(NODE_ENV, node)
             .stdin(Stdio::null())
             .stdout(open_log()?)
             .stderr(open_log()?);
@@ -560,14 +646,22 @@ impl Agent {
             .map_err(|e| format!("signal {signal}: {e}"))?;
         let environ = match std::fs::read(format!("/proc/{pgid}/environ")) {
             Ok(e) => e,
-            // Gone already (or a zombie about to be reaped): nothing to signal.
-            Err(_) => return Ok(()),
+            // Gone already: nothing to signal.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(format!(
+                    "cannot tell whether process group {pgid} is this run's ({e}); not signalled"
+                ))
+            }
         };
         if environ.is_empty() {
+            // A zombie about to be reaped.
             return Ok(());
         }
-        let want = format!("{REMOTE_RUN_ENV}={}", self.run);
-        if !environ.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
+        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+        let run = format!("{REMOTE_RUN_ENV}={}", self.run);
+        let host = format!("{HOST_ENV}={}", self.host);
+        if !vars.contains(&run.as_bytes()) || !vars.contains(&host.as_bytes()) {
             return Err(format!(
                 "process group {pgid} is not this run's; not signalled"
             ));
@@ -745,7 +839,10 @@ fn listing(dir: &Path) -> Vec<ListedFile> {
             continue;
         };
         for e in entries.flatten() {
-            let Ok(meta) = e.metadata() else { continue };
+            // Not followed: a link to a folder could loop.
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
             if meta.is_dir() {
                 todo.push(e.path());
             } else if out.len() < 10_000 {

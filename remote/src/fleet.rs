@@ -74,6 +74,8 @@ pub struct Fleet {
     pub reports: Mutex<Vec<HostReport>>,
     /// The run's folder on the hosts.
     pub run_dir: String,
+    /// What the hosts' own node binary says it is (`hosts.binary`), per host.
+    pub node_versions: Vec<Option<String>>,
 }
 
 /// Where a remote process's exit status lands.
@@ -139,7 +141,11 @@ struct Link {
     epoch: Mutex<Instant>,
     /// Down since (None: up), and the history of it.
     down: Mutex<Option<Instant>>,
-    outages: Mutex<Vec<(f64, Option<f64>)>>,
+    outages: Mutex<Vec<(Instant, Option<Instant>)>>,
+    /// The last offset written to each clock control file (written again after a reconnect).
+    clocks: Mutex<HashMap<String, f64>>,
+    /// One partition change at a time (a reconnect's reapply must not overtake a newer one).
+    nft_lock: tokio::sync::Mutex<()>,
     /// The partition script in force (applied again after a reconnect).
     nft_script: Mutex<Option<String>>,
     /// Process groups whose resume could not be sent (sent after a reconnect).
@@ -224,6 +230,8 @@ impl Fleet {
                 epoch: Mutex::new(Instant::now()),
                 down: Mutex::new(None),
                 outages: Mutex::new(Vec::new()),
+                clocks: Mutex::new(HashMap::new()),
+                nft_lock: tokio::sync::Mutex::new(()),
                 nft_script: Mutex::new(None),
                 unresumed: Mutex::new(HashSet::new()),
                 reconnecting: std::sync::atomic::AtomicBool::new(false),
@@ -315,6 +323,7 @@ impl Fleet {
             addresses: setups.iter().map(|s| s.hello.addresses.clone()).collect(),
             reports: Mutex::new(reports),
             run_dir: format!("{}/runs/{run_id}", config.dir),
+            node_versions: setups.iter().map(|s| s.version.clone()).collect(),
             links,
         })
     }
@@ -402,6 +411,7 @@ impl Fleet {
                 let ports = ports.clone();
                 jobs.push(tokio::spawn(async move {
                     let script = nft_partition_script(&link.table, &list, &ports);
+                    let _one_change = link.nft_lock.lock().await;
                     if let Ok(mut s) = link.nft_script.lock() {
                         *s = Some(script.clone());
                     }
@@ -429,6 +439,9 @@ impl Fleet {
     /// Writes a libfaketime control file on host `host`.
     pub fn set_clock(&self, host: usize, path: &str, offset_ms: f64) -> Result<(), String> {
         let link = self.link(host)?;
+        if let Ok(mut c) = link.clocks.lock() {
+            c.insert(path.to_string(), offset_ms);
+        }
         let path = path.to_string();
         self.call(async move { link.request(Request::Clock { path, offset_ms }).await })?
             .map(|_| ())
@@ -521,7 +534,20 @@ impl Fleet {
         }
         if let Ok(mut reports) = self.reports.lock() {
             for (r, l) in reports.iter_mut().zip(&self.links) {
-                r.unreachable = l.outages.lock().map(|o| o.clone()).unwrap_or_default();
+                let epoch = l
+                    .epoch
+                    .lock()
+                    .map(|e| *e)
+                    .unwrap_or_else(|_| Instant::now());
+                let ms = |t: Instant| match t.checked_duration_since(epoch) {
+                    Some(d) => d.as_secs_f64() * 1e3,
+                    None => -(epoch.duration_since(t).as_secs_f64() * 1e3),
+                };
+                r.unreachable = l
+                    .outages
+                    .lock()
+                    .map(|o| o.iter().map(|(a, b)| (ms(*a), b.map(ms))).collect())
+                    .unwrap_or_default();
             }
         }
         if let Some(dir) = self.links.first().map(|l| l.control_dir.clone()) {
@@ -543,6 +569,8 @@ struct Setup {
     hello: Hello,
     offset_ms: f64,
     rtt_ms: f64,
+    /// What the host's own node binary says it is (`hosts.binary`).
+    version: Option<String>,
 }
 
 /// A local file to put on the hosts, named by its content.
@@ -628,11 +656,18 @@ impl Link {
         &self.host.name
     }
 
-    fn since_epoch_ms(&self) -> f64 {
-        self.epoch
-            .lock()
-            .map(|e| e.elapsed().as_secs_f64() * 1e3)
-            .unwrap_or(0.0)
+    /// The first line `binary --version` prints on the host (a node binary of the host's own).
+    async fn version_of(&self, session: &Arc<Session>, binary: &str) -> Result<String, String> {
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            self.command(session, binary).arg("--version").output(),
+        )
+        .await
+        .map_err(|_| format!("host {}: {binary} --version did not answer", self.name()))?
+        .map_err(|e| format!("host {}: {e}", self.name()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().next().unwrap_or_default().trim();
+        Ok(faultline_targets::sanitize(line, 200))
     }
 
     /// A new SSH connection (a ControlMaster in the run's control directory); when neither
@@ -713,6 +748,7 @@ impl Link {
     ) -> Result<Setup, String> {
         let session = self.connect().await?;
         *self.session.lock().await = Some(session.clone());
+        let mut version = None;
         self.upload(&session, agent, &self.agent_binary).await?;
         if let Some(u) = node {
             let target = format!("{}/bin/{}-{}", self.config.dir, u.name, u.hash);
@@ -733,6 +769,24 @@ impl Link {
                     self.name()
                 ));
             }
+            version = Some(self.version_of(&session, binary).await?);
+        }
+        // One run per host at a time: another live one would share its ports, and each run's
+        // partitions would cut the other's traffic.
+        if let Some(other) = self
+            .list_runs(&session)
+            .await?
+            .into_iter()
+            .find(|r| r.agent_alive && r.run != self.run)
+        {
+            return Err(format!(
+                "host {}: another run is using it (run {}, controller {}); one run per host at \
+                 a time (if that run is gone, `faultline clean --hosts {}` removes it)",
+                self.name(),
+                faultline_targets::sanitize(&other.run, 200),
+                faultline_targets::sanitize(&other.controller, 200),
+                self.name()
+            ));
         }
         self.start_agent(&session).await?;
         let hello: Hello = serde_json::from_value(self.request(Request::Hello).await?)
@@ -784,6 +838,7 @@ impl Link {
             hello,
             offset_ms,
             rtt_ms,
+            version,
         })
     }
 
@@ -805,7 +860,7 @@ impl Link {
             .command(session, "sh")
             .arg("-c")
             .arg(
-                "umask 077 && mkdir -p \"$1\" && cat > \"$2.part.$$\" \
+                "mkdir -p \"$1\" && umask 077 && cat > \"$2.part.$$\" \
                  && chmod 755 \"$2.part.$$\" && mv -f \"$2.part.$$\" \"$2\"",
             )
             .arg("sh")
@@ -1050,13 +1105,13 @@ impl Link {
 
     /// Marks the host down (once) and starts trying to reconnect.
     fn went_down(self: &Arc<Self>) {
-        let since = self.since_epoch_ms();
         if let Ok(mut d) = self.down.lock() {
             if d.is_none() {
-                *d = Some(Instant::now());
+                let now = Instant::now();
+                *d = Some(now);
                 tracing::warn!(host = self.name(), "host unreachable");
                 if let Ok(mut o) = self.outages.lock() {
-                    o.push((since, None));
+                    o.push((now, None));
                 }
             }
         }
@@ -1079,15 +1134,22 @@ impl Link {
                 }
                 // Up only with a channel and no outage open (what the reconnect sent may
                 // have lost the new channel already).
-                let up = link.agent.lock().await.is_some()
-                    && link.down.lock().is_ok_and(|d| d.is_none());
-                if up {
+                if link.is_up().await {
                     break;
                 }
             }
             link.reconnecting
                 .store(false, std::sync::atomic::Ordering::SeqCst);
+            // Lost again between the check and the flag: nobody else started a loop.
+            if !link.is_up().await && !link.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                link.went_down();
+            }
         });
+    }
+
+    /// Up: a channel, and no outage open.
+    async fn is_up(&self) -> bool {
+        self.agent.lock().await.is_some() && self.down.lock().is_ok_and(|d| d.is_none())
     }
 
     /// A new connection and agent; then what the host missed: the partition in force and
@@ -1104,25 +1166,38 @@ impl Link {
             *self.agent.lock().await = None;
             return Err("the run is over".to_string());
         }
+        // Back only once the new agent answers (it may exit at once: its binary gone).
+        self.request(Request::Hello).await?;
+        let back = Instant::now();
         if let Ok(mut d) = self.down.lock() {
             *d = None;
         }
-        let back = self.since_epoch_ms();
         if let Ok(mut o) = self.outages.lock() {
             if let Some(last) = o.last_mut() {
                 last.1 = Some(back);
             }
         }
         tracing::warn!(host = self.name(), "host reachable again");
-        let script = self.nft_script.lock().ok().and_then(|s| s.clone());
-        if let Some(script) = script {
-            if let Err(e) = self.request(Request::Nft { script }).await {
-                tracing::warn!(
-                    host = self.name(),
-                    error = e,
-                    "cannot reapply the partition"
-                );
+        {
+            let _one_change = self.nft_lock.lock().await;
+            let script = self.nft_script.lock().ok().and_then(|s| s.clone());
+            if let Some(script) = script {
+                if let Err(e) = self.request(Request::Nft { script }).await {
+                    tracing::warn!(
+                        host = self.name(),
+                        error = e,
+                        "cannot reapply the partition"
+                    );
+                }
             }
+        }
+        let clocks: Vec<(String, f64)> = self
+            .clocks
+            .lock()
+            .map(|c| c.iter().map(|(p, o)| (p.clone(), *o)).collect())
+            .unwrap_or_default();
+        for (path, offset_ms) in clocks {
+            let _ = self.request(Request::Clock { path, offset_ms }).await;
         }
         let unresumed: Vec<i32> = self
             .unresumed
@@ -1164,9 +1239,8 @@ impl Link {
         let session = self.session.lock().await.take();
         if let Some(session) = session {
             if remove_binaries {
-                let _ = self
-                    .command(&session, &self.agent_binary)
-                    .arg("host")
+                let mut cmd = self.command(&session, &self.agent_binary);
+                cmd.arg("host")
                     .arg("clean")
                     .arg("--dir")
                     .arg(&self.config.dir)
@@ -1174,12 +1248,11 @@ impl Link {
                     .arg(&self.host.name)
                     .arg("--remove-binaries")
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .await;
+                    .stderr(Stdio::null());
+                let _ = tokio::time::timeout(Duration::from_secs(60), cmd.status()).await;
             }
             if let Ok(session) = Arc::try_unwrap(session) {
-                let _ = session.close().await;
+                let _ = tokio::time::timeout(Duration::from_secs(10), session.close()).await;
             }
         }
         if let Ok(mut d) = self.down.lock() {
@@ -1188,12 +1261,31 @@ impl Link {
     }
 }
 
-/// A folder only this user can enter (it holds SSH control sockets).
+/// A folder only this user can enter (it holds SSH control sockets), below a control root
+/// that is this user's own and closed to others (in /tmp, someone else could have made it
+/// first).
 fn make_private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    let root = control_root();
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true).mode(0o700);
+    builder
+        .create(&root)
+        .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let meta = std::fs::symlink_metadata(&root)
+        .map_err(|e| format!("cannot read {}: {e}", root.display()))?;
+    let me = nix::unistd::geteuid();
+    let mine = meta.uid() == me.as_raw();
+    // Under /run only root can write; elsewhere the folder must be closed to others.
+    let open_to_others = !me.is_root() && meta.permissions().mode() & 0o077 != 0;
+    if !meta.is_dir() || !mine || open_to_others {
+        return Err(format!(
+            "{} must be a folder of this user's that no one else can enter (it holds SSH \
+             control sockets); remove it, or set XDG_RUNTIME_DIR",
+            root.display()
+        ));
+    }
+    builder
         .create(dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))
 }
@@ -1324,6 +1416,8 @@ pub fn clean_hosts(config: &HostsConfig, all: bool) -> (Vec<String>, Vec<String>
             epoch: Mutex::new(Instant::now()),
             down: Mutex::new(None),
             outages: Mutex::new(Vec::new()),
+            clocks: Mutex::new(HashMap::new()),
+            nft_lock: tokio::sync::Mutex::new(()),
             nft_script: Mutex::new(None),
             unresumed: Mutex::new(HashSet::new()),
             reconnecting: std::sync::atomic::AtomicBool::new(false),

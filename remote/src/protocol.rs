@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub const REMOTE_RUN_ENV: &str = "FAULTLINE_REMOTE_RUN";
 /// Environment variable naming the host (as the controller names it) a process belongs to.
 pub const HOST_ENV: &str = "FAULTLINE_HOST";
+/// Environment variable naming the node a process is (or supervises).
+pub const NODE_ENV: &str = "FAULTLINE_NODE";
 
 /// A request to the agent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
